@@ -1,0 +1,185 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage loads the whole file, so a misspelled key anywhere stops the first stage that
+runs (``dvc exp run -S`` silently adds unknown keys). Each stage then reads only its section.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stages.errors import StageError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestParams(_Section):
+    source: str = Field(
+        description="'package://<package>/<path>' for a data file shipped in an installed "
+        "package, or a local path / URL to a CSV or Parquet file."
+    )
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    read_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ValidateParams(_Section):
+    suite: str
+    result_examples: Annotated[int, Field(ge=0, le=100)] = 5
+
+
+class FeaturizeParams(_Section):
+    target: str
+    categorical: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+    drop_duplicates: bool = True
+    row_filters: list[str] = Field(default_factory=list)
+    derived: dict[str, str] = Field(default_factory=dict)
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> FeaturizeParams:
+        if self.target in self.categorical or self.target in self.drop:
+            raise ValueError(f"target '{self.target}' is also listed in categorical or drop")
+        clash = set(self.derived) & ({self.target} | set(self.categorical))
+        if clash:
+            raise ValueError(f"derived feature names clash with input columns: {sorted(clash)}")
+        return self
+
+
+class IntegerDim(_Section):
+    type: Literal["integer"]
+    low: int
+    high: int
+    prior: Literal["uniform", "log-uniform"] = "uniform"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntegerDim:
+        _check_bounds(self.low, self.high, self.prior)
+        return self
+
+
+class RealDim(_Section):
+    type: Literal["real"]
+    low: float
+    high: float
+    prior: Literal["uniform", "log-uniform"] = "uniform"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RealDim:
+        _check_bounds(self.low, self.high, self.prior)
+        return self
+
+
+class CategoricalDim(_Section):
+    type: Literal["categorical"]
+    categories: Annotated[list[str | int | float | bool], Field(min_length=1)]
+
+
+Dimension = Annotated[IntegerDim | RealDim | CategoricalDim, Field(discriminator="type")]
+
+
+def _check_bounds(low: float, high: float, prior: str) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"low ({low}) must be below high ({high})")
+    if prior == "log-uniform" and low <= 0:
+        raise ValueError(f"a log-uniform prior needs low > 0, got {low}")
+
+
+class SearchParams(_Section):
+    n_calls: Annotated[int, Field(ge=1)]
+    n_initial_points: Annotated[int, Field(ge=1)]
+    acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
+    cv_folds: Annotated[int, Field(ge=2)] = 3
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
+    max_rounds: Annotated[int, Field(ge=1)] = 1000
+    metric: Literal["rmse", "l2", "l1", "huber", "mape"] = "rmse"
+    space: dict[str, Dimension]
+
+
+class TrainParams(_Section):
+    objective: str = "regression"
+    target_transform: Literal["none", "log1p"] = "none"
+    num_threads: Annotated[int, Field(ge=0)] = 0
+    fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    feature_sets: dict[str, Annotated[list[str], Field(min_length=1)]]
+    search: SearchParams
+
+    @model_validator(mode="after")
+    def _feature_set_dimension_is_known(self) -> TrainParams:
+        dim = self.search.space.get("feature_set")
+        names = dim.categories if isinstance(dim, CategoricalDim) else []
+        if dim is not None and not isinstance(dim, CategoricalDim):
+            raise ValueError("search.space.feature_set must be a categorical dimension")
+        unknown = [n for n in names if n not in self.feature_sets]
+        if unknown:
+            raise ValueError(f"search.space.feature_set names unknown feature sets: {unknown}")
+        if dim is None and len(self.feature_sets) != 1:
+            raise ValueError(
+                "with several feature_sets, add a categorical search.space.feature_set dimension"
+            )
+        return self
+
+
+class PackageParams(_Section):
+    model_name: str
+    input_example_rows: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class Params(_Section):
+    seed: int
+    ingest: IngestParams
+    validate_: ValidateParams = Field(alias="validate")
+    featurize: FeaturizeParams
+    train: TrainParams
+    package: PackageParams
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate the params file; raise ``StageError`` naming any bad key."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise StageError(f"cannot read params file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise StageError(f"{path} is not valid YAML: {exc}") from exc
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        raise StageError(f"{path} is invalid:\n" + describe_errors(exc)) from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, naming the key path and section in params terms."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged"))]
+        key = ".".join(loc) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            section = ".".join(loc[:-1]) or "top level"
+            lines.append(f"  - unknown key '{loc[-1]}' in section '{section}' ({key})")
+        elif err["type"] == "missing":
+            lines.append(f"  - missing key '{key}'")
+        else:
+            lines.append(f"  - {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts/models into dotted keys (for MLflow params)."""
+    if isinstance(tree, BaseModel):
+        tree = tree.model_dump(by_alias=True)
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

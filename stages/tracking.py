@@ -1,0 +1,198 @@
+"""MLflow bookkeeping shared by every stage.
+
+Each stage opens one run (``stage_run``). The runs of one pipeline execution are children of
+one parent run, found by the ``pipeline.execution`` tag: a ``dvc repro`` or ``dvc exp run``
+process is one execution. Every run carries the git commit, the DVC experiment name and the
+MD5 of each file the stage read (the same digests ``dvc.lock`` records).
+
+MLflow is imported lazily, inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from stages.files import file_md5
+from stages.params import flatten
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "dvc-pipeline"
+STORE_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+EXECUTION_TAG = "pipeline.execution"
+STAGE_TAG = "pipeline.stage"
+ROLE_TAG = "pipeline.role"
+
+
+def repo_root() -> Path:
+    """The DVC project root: ``DVC_ROOT`` when DVC runs the stage, else the working directory."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri(root: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / STORE_FILE}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts beside a SQLite store (MLflow's default would be ``./mlruns`` in the working
+    directory); a tracking server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / ARTIFACT_DIR).as_uri()
+
+
+def git_state(root: Path) -> dict[str, str]:
+    """The commit checked out at ``root`` and whether the work tree differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git.commit": commit or "unknown", "git.dirty": str(bool(dirty)).lower()}
+
+
+def execution_key() -> str:
+    """Identify this pipeline execution: the enclosing ``dvc`` process and DVC experiment."""
+    if explicit := os.environ.get("PIPELINE_EXECUTION_ID"):
+        return explicit
+    import psutil
+
+    proc = psutil.Process()
+    for parent in proc.parents():
+        try:
+            cmdline = parent.cmdline()
+        except psutil.Error:
+            continue
+        if any(Path(part).name == "dvc" for part in cmdline[:3]):
+            proc = parent
+            break
+    seed = f"{proc.pid}:{proc.create_time()}:{os.environ.get('DVC_EXP_NAME', '')}"
+    return hashlib.sha1(seed.encode()).hexdigest()[:16]  # noqa: S324 - an id, not security
+
+
+class StageRun:
+    """The MLflow run of one stage; thin wrappers that batch values into one request."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
+        import mlflow
+
+        flat = flatten(dict(metrics), prefix)
+        numeric = {k: float(v) for k, v in flat.items() if isinstance(v, int | float)}
+        if numeric:
+            mlflow.log_metrics(numeric)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params({k: _short(v) for k, v in flatten(dict(params)).items()})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tags({k: _short(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        if Path(path).is_dir():
+            mlflow.log_artifacts(str(path), artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path)
+
+
+def _short(value: Any, limit: int = 6000) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def stage_run(stage: str, params: Any, inputs: Mapping[str, Path]) -> Iterator[StageRun]:
+    """Open the MLflow run of ``stage`` under this execution's parent run.
+
+    Logs ``params`` (flattened) and the lineage tags; marks the run FAILED if the body raises.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    root = repo_root()
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    experiment_id = _experiment_id(client, artifact_location(uri))
+    execution = execution_key()
+    parent_id = _parent_run_id(client, experiment_id, execution)
+    tags = {
+        **git_state(root),
+        **{f"data.{name}.md5": file_md5(path) for name, path in inputs.items()},
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "dvc.stage": os.environ.get("DVC_STAGE", stage),
+        STAGE_TAG: stage,
+        EXECUTION_TAG: execution,
+        "mlflow.parentRunId": parent_id,
+    }
+    tags["mlflow.source.git.commit"] = tags["git.commit"]
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    stage_run_ = StageRun(run.info.run_id)
+    client.update_run(parent_id, status="RUNNING")
+    status = "FAILED"
+    try:
+        stage_run_.log_params(flatten(params))
+        yield stage_run_
+        status = "FINISHED"
+    finally:
+        mlflow.end_run(status)
+        client.set_terminated(parent_id, status, end_time=int(time.time() * 1000))
+        log.info("MLflow run %s (%s) in %s", run.info.run_id, status, mlflow.get_tracking_uri())
+
+
+def _experiment_id(client: Any, location: str | None) -> str:
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by a concurrent stage
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _parent_run_id(client: Any, experiment_id: str, execution: str) -> str:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{EXECUTION_TAG}` = '{execution}' and tags.`{ROLE_TAG}` = 'pipeline'",
+        max_results=1,
+    )
+    if runs:
+        return runs[0].info.run_id
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    name = f"pipeline {exp_name}" if exp_name else f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    parent = client.create_run(
+        experiment_id,
+        run_name=name,
+        tags={
+            EXECUTION_TAG: execution,
+            ROLE_TAG: "pipeline",
+            "dvc.exp_name": exp_name or "",
+            **git_state(repo_root()),
+        },
+    )
+    return parent.info.run_id

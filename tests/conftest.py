@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny in-memory frames shaped like the default data, and a throwaway
+MLflow store so no test writes to the repository's own ``mlflow.db``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def raw_frame() -> pd.DataFrame:
+    """Six diamonds: one duplicate, one with a zero dimension."""
+    rows = [
+        (0.23, "Ideal", "E", "SI2", 61.5, 55.0, 326, 3.95, 3.98, 2.43),
+        (0.21, "Premium", "E", "SI1", 59.8, 61.0, 326, 3.89, 3.84, 2.31),
+        (0.31, "Good", "J", "SI2", 63.3, 58.0, 335, 4.34, 4.35, 2.75),
+        (1.01, "Ideal", "G", "VS1", 62.0, 56.0, 6500, 6.40, 6.43, 3.98),
+        (1.01, "Ideal", "G", "VS1", 62.0, 56.0, 6500, 6.40, 6.43, 3.98),
+        (0.70, "Very Good", "D", "VVS2", 62.1, 57.0, 3300, 0.0, 5.70, 3.52),
+    ]
+    columns = ["carat", "cut", "color", "clarity", "depth", "table", "price", "x", "y", "z"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@pytest.fixture
+def synthetic_regression() -> tuple[pd.DataFrame, np.ndarray]:
+    """A learnable table: price grows with carat, with a categorical effect and noise."""
+    rng = np.random.default_rng(0)
+    n = 400
+    carat = rng.uniform(0.2, 2.5, n)
+    cut = rng.choice(["Fair", "Good", "Ideal"], n)
+    bonus = pd.Series(cut).map({"Fair": 0.8, "Good": 1.0, "Ideal": 1.2}).to_numpy()
+    price = 4000 * carat**1.7 * bonus * rng.lognormal(0, 0.05, n)
+    frame = pd.DataFrame({"carat": carat, "cut": pd.Categorical(cut), "noise": rng.normal(size=n)})
+    return frame, price
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point MLflow at a SQLite file in the test's temporary folder."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+    monkeypatch.setenv("PIPELINE_EXECUTION_ID", f"test-{tmp_path.name}")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    return uri

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.features import (
+    FeatureError,
+    FeatureSpec,
+    build_features,
+    category_levels,
+    inverse_target,
+    transform_target,
+)
+
+SPEC = FeatureSpec(
+    inputs=["carat", "cut", "x", "y"],
+    categories={"cut": ["Good", "Ideal"]},
+    derived={"area": "x * y", "ratio": "x / y"},
+)
+
+
+def test_features_in_spec_order_with_categories():
+    raw = pd.DataFrame({"y": [2.0], "x": [3.0], "cut": ["Ideal"], "carat": [0.5], "extra": [1]})
+    out = build_features(raw, SPEC)
+    assert list(out.columns) == ["carat", "cut", "x", "y", "area", "ratio"]
+    assert out["cut"].dtype == "category"
+    assert list(out["cut"].cat.categories) == ["Good", "Ideal"]
+    assert out.loc[0, "area"] == 6.0
+
+
+def test_unseen_category_becomes_missing():
+    raw = pd.DataFrame(
+        {"carat": [0.5, 0.5], "cut": ["Martian", None], "x": [1.0, 1.0], "y": [1.0, 1.0]}
+    )
+    assert build_features(raw, SPEC)["cut"].isna().all()
+
+
+def test_division_by_zero_becomes_missing_not_infinite():
+    raw = pd.DataFrame({"carat": [0.5], "cut": ["Good"], "x": [1.0], "y": [0.0]})
+    assert np.isnan(build_features(raw, SPEC).loc[0, "ratio"])
+
+
+def test_missing_column_is_named():
+    with pytest.raises(FeatureError, match="missing column\\(s\\): y"):
+        build_features(pd.DataFrame({"carat": [1.0], "cut": ["Good"], "x": [1.0]}), SPEC)
+
+
+def test_bad_expression_is_named():
+    spec = FeatureSpec(inputs=["x"], derived={"bad": "x * nope"})
+    with pytest.raises(FeatureError, match="derived feature 'bad'"):
+        build_features(pd.DataFrame({"x": [1.0]}), spec)
+
+
+def test_select_keeps_only_what_the_features_need():
+    small = SPEC.select(["carat", "area"])
+    assert small.inputs == ["carat", "x", "y"]
+    assert small.derived == {"area": "x * y"}
+    assert small.categories == {}
+
+
+def test_spec_round_trips_through_json(tmp_path):
+    SPEC.to_json(tmp_path / "spec.json")
+    assert FeatureSpec.from_json(tmp_path / "spec.json") == SPEC
+
+
+def test_category_levels_are_sorted_strings(raw_frame):
+    assert category_levels(raw_frame, ["cut"]) == {"cut": ["Good", "Ideal", "Premium", "Very Good"]}
+
+
+@pytest.mark.parametrize("how", ["none", "log1p"])
+def test_target_transform_round_trips(how):
+    values = np.array([0.0, 326.0, 18823.0])
+    np.testing.assert_allclose(inverse_target(transform_target(values, how), how), values)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.errors import StageError
+from stages.params import flatten, load_params
+from tests.conftest import REPO
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(data)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.train.search.n_calls >= 1
+    assert params.validate_.suite.endswith(".json")
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d["train"].update(serch={"n_calls": 8}),
+            "unknown key 'serch' in section 'train'",
+        ),
+        (
+            lambda d: d["train"]["search"].update(n_cals=8),
+            "unknown key 'n_cals' in section 'train.search'",
+        ),
+        (lambda d: d.update(trian={"x": 1}), "unknown key 'trian' in section 'top level'"),
+        (lambda d: d["featurize"].pop("target"), "missing key 'featurize.target'"),
+        (lambda d: d["train"]["search"].update(n_calls=0), "train.search.n_calls"),
+    ],
+)
+def test_bad_keys_are_named(tmp_path, edit, expected):
+    with pytest.raises(StageError) as err:
+        load_params(_write(tmp_path, edit))
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("dimension", "expected"),
+    [
+        ({"type": "real", "low": 0.3, "high": 0.03}, "low (0.3) must be below high (0.03)"),
+        ({"type": "real", "low": 0.0, "high": 1.0, "prior": "log-uniform"}, "needs low > 0"),
+        ({"type": "real", "low": 0.1, "high": 1.0, "prior": "cauchy"}, "prior"),
+        ({"type": "integer", "low": 5, "high": 5}, "must be below high"),
+        ({"type": "gaussian", "low": 1, "high": 2}, "type"),
+    ],
+)
+def test_bad_search_dimensions_fail_at_load(tmp_path, dimension, expected):
+    path = _write(tmp_path, lambda d: d["train"]["search"]["space"].update(learning_rate=dimension))
+    with pytest.raises(StageError) as err:
+        load_params(path)
+    assert "learning_rate" in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_feature_set_dimension_must_name_defined_sets(tmp_path):
+    def edit(d):
+        d["train"]["search"]["space"]["feature_set"]["categories"] = ["raw", "nope"]
+
+    with pytest.raises(StageError, match="unknown feature sets: \\['nope'\\]"):
+        load_params(_write(tmp_path, edit))
+
+
+def test_broken_yaml_is_reported(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(StageError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_flatten_nests_with_dots():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1]}) == {"a.b": 1, "a.c.d": "x", "e": [1]}

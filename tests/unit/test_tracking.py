@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from stages.files import file_md5
+from stages.tracking import (
+    EXECUTION_TAG,
+    STAGE_TAG,
+    artifact_location,
+    stage_run,
+    tracking_uri,
+)
+
+
+def _runs(uri):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tests")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_tracking_uri_defaults_to_sqlite_at_the_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_artifacts_live_beside_a_sqlite_store(tmp_path):
+    assert artifact_location(f"sqlite:///{tmp_path}/x.db") == (tmp_path / "mlartifacts").as_uri()
+    assert artifact_location("http://127.0.0.1:5000") is None
+
+
+def test_stage_runs_share_a_parent_and_carry_lineage(tmp_path, mlflow_store, monkeypatch):
+    data = tmp_path / "in.txt"
+    data.write_text("hello")
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
+    with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}) as run:
+        run.log_metrics({"m": {"n": 2.5}, "label": "not a number"})
+    with stage_run("second", {"c": 2}, inputs={}):
+        pass
+
+    _, runs = _runs(mlflow_store)
+    by_stage = {r.data.tags.get(STAGE_TAG): r for r in runs}
+    parent = by_stage.pop(None)
+    assert parent.data.tags["pipeline.role"] == "pipeline"
+    assert parent.info.status == "FINISHED"
+    first, second = by_stage["first"], by_stage["second"]
+    for child in (first, second):
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags[EXECUTION_TAG] == parent.data.tags[EXECUTION_TAG]
+        assert child.data.tags["dvc.exp_name"] == "exp-one"
+        assert child.data.tags["git.commit"]
+    assert first.data.tags["data.raw.md5"] == file_md5(data)
+    assert first.data.params == {"a.b": "1"}
+    assert first.data.metrics == {"m.n": 2.5}
+
+
+def test_a_failing_stage_marks_its_run_failed(mlflow_store):
+    with pytest.raises(RuntimeError), stage_run("boom", {}, inputs={}):
+        raise RuntimeError("bad")
+    _, runs = _runs(mlflow_store)
+    assert {r.info.status for r in runs} == {"FAILED"}

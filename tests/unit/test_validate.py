@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages import cli
+from stages import validate as validate_stage
+from stages.errors import StageError
+from stages.validate import build_report, findings, format_table, load_suite, run_suite
+from tests.conftest import REPO
+
+SUITE = {
+    "name": "tiny",
+    "expectations": [
+        {
+            "type": "expect_table_columns_to_match_set",
+            "kwargs": {
+                "column_set": [
+                    "carat",
+                    "clarity",
+                    "color",
+                    "cut",
+                    "depth",
+                    "price",
+                    "table",
+                    "x",
+                    "y",
+                    "z",
+                ],
+                "exact_match": True,
+            },
+        },
+        {
+            "type": "expect_column_values_to_be_between",
+            "kwargs": {"column": "carat", "min_value": 0.1, "max_value": 5},
+        },
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "cut", "value_set": ["Good", "Ideal", "Premium", "Very Good"]},
+        },
+        {
+            "type": "expect_column_values_to_be_between",
+            "severity": "warning",
+            "kwargs": {"column": "x", "min_value": 0, "strict_min": True},
+        },
+    ],
+}
+
+
+@pytest.fixture
+def suite_path(tmp_path):
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(SUITE))
+    return path
+
+
+def _report(frame, suite_path):
+    return build_report(run_suite(frame, load_suite(suite_path), 3), suite_path)
+
+
+def test_clean_data_passes_with_a_warning(raw_frame, suite_path):
+    report = _report(raw_frame, suite_path)
+    assert report["statistics"] == {
+        "evaluated": 4,
+        "passed": 3,
+        "critical_failures": 0,
+        "warnings": 1,
+        "success_percent": 75.0,
+    }
+    (finding,) = findings(report)
+    assert (finding.column, finding.severity) == ("x", "warning")
+    assert "row 5: 0.0" in finding.examples
+
+
+def test_bad_values_are_critical_and_named(raw_frame, suite_path):
+    frame = raw_frame.copy()
+    frame.loc[2, "cut"] = "Martian"
+    frame.loc[1, "carat"] = 99.0
+    report = _report(frame, suite_path)
+    assert report["statistics"]["critical_failures"] == 2
+    table = format_table(findings(report))
+    assert "Martian" in table and "row 2" in table
+    assert "99.0" in table and "carat" in table
+
+
+def test_missing_column_is_reported_not_raised(raw_frame, suite_path):
+    report = _report(raw_frame.drop(columns=["carat"]), suite_path)
+    failed = {(f.expectation, f.column): f for f in findings(report)}
+    assert report["statistics"]["critical_failures"] == 2
+    assert "does not exist" in failed[("expect_column_values_to_be_between", "carat")].observed
+
+
+def test_report_is_stable(raw_frame, suite_path):
+    assert _report(raw_frame, suite_path) == _report(raw_frame, suite_path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"type": "expect_column_values_to_be_purple", "kwargs": {"column": "x"}},
+            "#0 (expect_column_values_to_be_purple)",
+        ),
+        (
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "x"},
+                "severity": "fatal",
+            },
+            "#0",
+        ),
+    ],
+)
+def test_unknown_or_bad_expectations_are_refused(tmp_path, entry, message):
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps({"name": "s", "expectations": [entry]}))
+    with pytest.raises(StageError) as err:
+        load_suite(path)
+    assert message in str(err.value)
+
+
+def test_repository_suite_loads_completely():
+    spec = json.loads((REPO / "expectations" / "raw.json").read_text())
+    suite = load_suite(REPO / "expectations" / "raw.json")
+    assert len(suite.expectations) == len(spec["expectations"])
+    severities = {e.get("severity", "critical") for e in spec["expectations"]}
+    assert severities == {"critical", "warning"}
+
+
+def test_main_stops_with_exit_1_and_a_report(tmp_path, raw_frame, suite_path, mlflow_store, capsys):
+    data = tmp_path / "raw.parquet"
+    raw_frame.assign(cut="Martian").to_parquet(data)
+    report, metrics = tmp_path / "report.json", tmp_path / "metrics.json"
+    argv = [
+        "--params",
+        str(REPO / "params.yaml"),
+        "--data",
+        str(data),
+        "--suite",
+        str(suite_path),
+        "--report",
+        str(report),
+        "--metrics",
+        str(metrics),
+    ]
+    assert cli.run(validate_stage.main, argv) == 1
+    err = capsys.readouterr().err
+    assert "error: validation failed: 1 critical expectation(s) of 4" in err
+    assert "Traceback" not in err
+    assert json.loads(metrics.read_text())["critical_failures"] == 1
+    assert json.loads(report.read_text())["results"][0]["kwargs"]["column"] == "cut"
