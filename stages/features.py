@@ -1,14 +1,16 @@
 """The featurization shared by training and serving, so the two cannot drift apart.
 
 Raw rows in, model features out: categorical columns get the category levels learned on the
-training split (an unseen value becomes missing), derived features are pandas expressions from
-``params.yaml`` (a division by zero becomes missing, not infinity). This module imports only
-pandas and numpy because the packaged model loads it at serving time.
+training split (an unseen value becomes missing); derived features are numexpr expressions over
+the numeric input columns, from ``params.yaml`` (a division by zero becomes missing, not
+infinity). This module imports only pandas, numpy and numexpr because the packaged model loads
+it at serving time.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,20 +29,25 @@ class FeatureSpec:
     inputs: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)
+    output: list[str] = field(default_factory=list)  # feature order; empty: inputs + derived
 
     @property
     def features(self) -> list[str]:
-        return [*self.inputs, *self.derived]
+        return list(self.output) or [*self.inputs, *self.derived]
 
     def select(self, features: list[str]) -> FeatureSpec:
-        """The smallest spec that still produces ``features``."""
+        """The smallest spec that produces exactly ``features``, in that order."""
+        unknown = [f for f in features if f not in self.inputs and f not in self.derived]
+        if unknown:
+            raise FeatureError(f"unknown feature(s): {', '.join(unknown)}")
         derived = {name: expr for name, expr in self.derived.items() if name in features}
         inputs = [c for c in self.inputs if c in features or _used_by(c, derived)]
         categories = {c: levels for c, levels in self.categories.items() if c in inputs}
-        return FeatureSpec(inputs=inputs, categories=categories, derived=derived)
+        return FeatureSpec(inputs, categories, derived, output=list(features))
 
     def to_json(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        """Write as JSON, keeping the order of ``derived`` (it is the feature order)."""
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def from_json(cls, path: Path) -> FeatureSpec:
@@ -48,9 +55,7 @@ class FeatureSpec:
 
 
 def _used_by(column: str, derived: dict[str, str]) -> bool:
-    import re
-
-    pattern = re.compile(rf"(?<![\w.`]){re.escape(column)}(?![\w`])|`{re.escape(column)}`")
+    pattern = re.compile(rf"(?<![\w.]){re.escape(column)}(?![\w])")
     return any(pattern.search(expr) for expr in derived.values())
 
 
@@ -78,12 +83,26 @@ def build_features(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         raise FeatureError(f"input is missing column(s): {', '.join(missing)}")
     out = raw.loc[:, spec.inputs].copy()
     for column, levels in spec.categories.items():
-        values = out[column].astype("string").astype(object)
-        out[column] = pd.Categorical(values, categories=levels)
-    for name, expression in spec.derived.items():
-        try:
-            values = out.eval(expression, engine="python")
-        except Exception as exc:  # pandas raises many types for a bad expression
-            raise FeatureError(f"derived feature '{name}' = '{expression}' failed: {exc}") from exc
-        out[name] = pd.to_numeric(values, errors="coerce").replace([np.inf, -np.inf], np.nan)
+        out[column] = pd.Categorical(out[column].astype("string"), categories=levels)
+    if spec.derived:
+        numeric = {
+            c: out[c].to_numpy(dtype=float, na_value=np.nan)
+            for c in spec.inputs
+            if c not in spec.categories and pd.api.types.is_numeric_dtype(out[c])
+        }
+        for name, expression in spec.derived.items():
+            out[name] = _evaluate(name, expression, numeric, len(out))
     return out[spec.features]
+
+
+def _evaluate(name: str, expression: str, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """One derived feature; infinities (a division by zero) become NaN."""
+    import numexpr
+
+    try:
+        values = numexpr.evaluate(expression, local_dict=columns, global_dict={})
+    except Exception as exc:  # numexpr raises several types for a bad expression
+        raise FeatureError(f"derived feature '{name}' = '{expression}' failed: {exc!r}") from exc
+    values = np.broadcast_to(np.asarray(values, dtype=float), (rows,)).copy()
+    values[~np.isfinite(values)] = np.nan
+    return values

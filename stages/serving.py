@@ -37,7 +37,7 @@ class TabularRegressor(PythonModel):
         from stages.features import build_features, inverse_target
 
         features = build_features(pd.DataFrame(model_input), self._spec)
-        raw = self._booster.predict(features, num_threads=self._threads)
+        raw = self._booster.predict(features, num_threads=self._threads, validate_features=True)
         return inverse_target(raw, self._transform)
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,10 +97,24 @@ class StageRun:
         if numeric:
             mlflow.log_metrics(numeric)
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
+    def log_series(self, series: Mapping[str, Sequence[float]]) -> None:
+        """Log each list of values as one metric with steps 0, 1, ... in a single request."""
+        import mlflow
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), now, step)
+            for key, values in series.items()
+            for step, value in enumerate(values)
+        ]
+        mlflow.MlflowClient().log_batch(self.run_id, metrics=metrics)
+
+    def log_params(self, params: Any) -> None:
+        """Log a (nested) mapping or params model as flat, dotted params."""
         import mlflow
 
-        mlflow.log_params({k: _short(v) for k, v in flatten(dict(params)).items()})
+        mlflow.log_params({k: _short(v) for k, v in flatten(params).items()})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         import mlflow
@@ -152,7 +166,7 @@ def stage_run(stage: str, params: Any, inputs: Mapping[str, Path]) -> Iterator[S
     client.update_run(parent_id, status="RUNNING")
     status = "FAILED"
     try:
-        stage_run_.log_params(flatten(params))
+        stage_run_.log_params(params)
         yield stage_run_
         status = "FINISHED"
     finally:

@@ -238,7 +238,6 @@ def history_frame(trials: list[Trial]) -> pd.DataFrame:
             "score": t.score,
             "score_std": t.score_std,
             "best_iteration": t.best_iteration,
-            "seconds": round(t.seconds, 3),
             **t.point,
         }
         for t in trials
@@ -327,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "features": columns,
             "spec": asdict(spec.select(columns)),
             "lightgbm_params": final_params,
-            "best_trial": asdict(best),
+            "best_trial": {k: v for k, v in asdict(best).items() if k != "seconds"},
             "num_threads": threads,
         }
         write_with(booster.save_model, args.model_dir / "booster.txt")
@@ -341,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         run.log_params({f"best.{k}": v for k, v in best.point.items()})
         run.log_metrics(metrics)
+        run.log_series(
+            {"trial.score": [t.score for t in trials], "trial.seconds": [t.seconds for t in trials]}
+        )
         run.log_artifact(args.plots_dir, "plots")
         run.log_artifact(args.model_dir / "summary.json")
     log.info("test: %s", {k: round(v, 4) for k, v in metrics["test"].items()})

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -146,6 +147,18 @@ def test_packaged_model_predicts_raw_rows_sensibly(pipeline):
     assert (base > 0).all()
     heavier = rows.assign(carat=rows["carat"] * 1.3)
     assert (model.predict(heavier) >= base).mean() > 0.8  # directional: more carat, not cheaper
+
+
+def test_served_predictions_equal_the_evaluated_ones(pipeline):
+    """The packaged model, fed raw rows, reproduces train's test-set predictions."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(str(pipeline / "models/pyfunc"))
+    spec = json.loads((pipeline / "data/features/spec.json").read_text())
+    test = pd.read_parquet(pipeline / "data/features/test.parquet", columns=spec["inputs"])
+    raw = test.astype({c: object for c in spec["categories"]})
+    expected = pd.read_csv(pipeline / "reports/plots/predictions.csv")["predicted"]
+    np.testing.assert_allclose(model.predict(raw), expected, rtol=1e-5)
 
 
 def test_misspelled_param_stops_the_experiment_naming_it(pipeline):

@@ -59,6 +59,21 @@ def test_select_keeps_only_what_the_features_need():
     assert small.categories == {}
 
 
+def test_select_keeps_the_requested_order():
+    chosen = ["ratio", "cut", "area", "carat"]
+    out = build_features(
+        pd.DataFrame({"carat": [0.5], "cut": ["Good"], "x": [2.0], "y": [4.0]}),
+        SPEC.select(chosen),
+    )
+    assert list(out.columns) == chosen
+    assert out.loc[0, "ratio"] == 0.5
+
+
+def test_select_refuses_unknown_features():
+    with pytest.raises(FeatureError, match="unknown feature"):
+        SPEC.select(["carat", "nope"])
+
+
 def test_spec_round_trips_through_json(tmp_path):
     SPEC.to_json(tmp_path / "spec.json")
     assert FeatureSpec.from_json(tmp_path / "spec.json") == SPEC

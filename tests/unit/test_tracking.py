@@ -38,10 +38,11 @@ def test_stage_runs_share_a_parent_and_carry_lineage(tmp_path, mlflow_store, mon
     monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
     with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}) as run:
         run.log_metrics({"m": {"n": 2.5}, "label": "not a number"})
+        run.log_series({"trial.score": [3.0, 1.0]})
     with stage_run("second", {"c": 2}, inputs={}):
         pass
 
-    _, runs = _runs(mlflow_store)
+    client, runs = _runs(mlflow_store)
     by_stage = {r.data.tags.get(STAGE_TAG): r for r in runs}
     parent = by_stage.pop(None)
     assert parent.data.tags["pipeline.role"] == "pipeline"
@@ -54,7 +55,9 @@ def test_stage_runs_share_a_parent_and_carry_lineage(tmp_path, mlflow_store, mon
         assert child.data.tags["git.commit"]
     assert first.data.tags["data.raw.md5"] == file_md5(data)
     assert first.data.params == {"a.b": "1"}
-    assert first.data.metrics == {"m.n": 2.5}
+    assert first.data.metrics == {"m.n": 2.5, "trial.score": 1.0}
+    history = client.get_metric_history(first.info.run_id, "trial.score")
+    assert [(m.step, m.value) for m in history] == [(0, 3.0), (1, 1.0)]
 
 
 def test_a_failing_stage_marks_its_run_failed(mlflow_store):
