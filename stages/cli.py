@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
-    """Run a stage's ``main``; an expected error becomes one readable line and exit code 1."""
+    """Run a stage's ``main``; an expected error becomes one readable line and its exit code."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
@@ -24,7 +24,7 @@ def run(
         return main(argv) or 0
     except StageError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's final word
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # noqa: T201
         return 130

@@ -2,4 +2,9 @@
 
 
 class StageError(Exception):
-    """An expected failure: the CLI prints its message, without a traceback, and exits 1."""
+    """An expected failure: the CLI prints its message, without a traceback, and exits with
+    ``exit_code`` (1 unless a command documents another)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

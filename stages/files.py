@@ -25,9 +25,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -48,8 +55,13 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 def write_json(data: Any, path: Path) -> None:
     """Write sorted, indented JSON atomically (stable bytes for DVC and for review)."""
+    write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write text atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(text)
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -31,9 +31,28 @@ class IngestParams(_Section):
     read_options: dict[str, Any] = Field(default_factory=dict)
 
 
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class SuiteBuildParams(_Section):
+    """Thresholds for ``python -m stages.validate build-suite``."""
+
+    range_margin: Annotated[float, Field(ge=0)] = 0.5
+    row_count_range: tuple[Fraction, Annotated[float, Field(ge=1)]] = (0.5, 2.0)
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    kl_threshold: Annotated[float, Field(gt=0)] = 0.05
+    tail_weight: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    max_categories: Annotated[int, Field(ge=1)] = 50
+    positive: list[str] = Field(default_factory=list)
+    positive_tolerance: Fraction = 0.001
+    duplicate_tolerance: Fraction | None = 0.01
+
+
 class ValidateParams(_Section):
     suite: str
+    features_suite: str
     result_examples: Annotated[int, Field(ge=0, le=100)] = 5
+    build: SuiteBuildParams = Field(default_factory=SuiteBuildParams)
 
 
 class FeaturizeParams(_Section):
@@ -134,6 +153,19 @@ class PackageParams(_Section):
     input_example_rows: Annotated[int, Field(ge=1, le=100)] = 5
 
 
+class MonitorParams(_Section):
+    """``python -m stages.monitor``: a new batch against what the model was trained on."""
+
+    features_dir: str
+    predictions: str
+    model: str
+    suite: str
+    out_dir: str
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+
+
 class Params(_Section):
     seed: int
     ingest: IngestParams
@@ -141,6 +173,7 @@ class Params(_Section):
     featurize: FeaturizeParams
     train: TrainParams
     package: PackageParams
+    monitor: MonitorParams
 
 
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:

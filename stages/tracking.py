@@ -136,8 +136,10 @@ def _short(value: Any, limit: int = 6000) -> str:
 
 
 @contextmanager
-def stage_run(stage: str, params: Any, inputs: Mapping[str, Path]) -> Iterator[StageRun]:
-    """Open the MLflow run of ``stage`` under this execution's parent run.
+def stage_run(
+    stage: str, params: Any, inputs: Mapping[str, Path], pipeline: bool = True
+) -> Iterator[StageRun]:
+    """Open the MLflow run of ``stage``, under this execution's parent run if ``pipeline``.
 
     Logs ``params`` (flattened) and the lineage tags; marks the run FAILED if the body raises.
     """
@@ -150,7 +152,7 @@ def stage_run(stage: str, params: Any, inputs: Mapping[str, Path]) -> Iterator[S
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, artifact_location(uri))
     execution = execution_key()
-    parent_id = _parent_run_id(client, experiment_id, execution)
+    parent_id = _parent_run_id(client, experiment_id, execution) if pipeline else None
     tags = {
         **git_state(root),
         **{f"data.{name}.md5": file_md5(path) for name, path in inputs.items()},
@@ -158,12 +160,13 @@ def stage_run(stage: str, params: Any, inputs: Mapping[str, Path]) -> Iterator[S
         "dvc.stage": os.environ.get("DVC_STAGE", stage),
         STAGE_TAG: stage,
         EXECUTION_TAG: execution,
-        "mlflow.parentRunId": parent_id,
     }
     tags["mlflow.source.git.commit"] = tags["git.commit"]
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+        client.update_run(parent_id, status="RUNNING")
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
     stage_run_ = StageRun(run.info.run_id)
-    client.update_run(parent_id, status="RUNNING")
     status = "FAILED"
     try:
         stage_run_.log_params(params)
@@ -171,7 +174,8 @@ def stage_run(stage: str, params: Any, inputs: Mapping[str, Path]) -> Iterator[S
         status = "FINISHED"
     finally:
         mlflow.end_run(status)
-        client.set_terminated(parent_id, status, end_time=int(time.time() * 1000))
+        if parent_id:
+            client.set_terminated(parent_id, status, end_time=int(time.time() * 1000))
         log.info("MLflow run %s (%s) in %s", run.info.run_id, status, mlflow.get_tracking_uri())
 
 

@@ -1,8 +1,13 @@
 """Stage ``validate``: run a Great Expectations suite (JSON in ``expectations/``) on a table.
 
-Each expectation has a severity. A failed ``critical`` expectation stops the pipeline (exit 1,
-so DVC runs nothing downstream); a failed ``warning`` is reported and counted, and the pipeline
-goes on. Either way the stage writes a JSON report and prints a short table of the failures.
+``python -m stages.validate check`` validates one table, or several (``--data NAME=PATH``)
+stacked with a column naming where each row came from. Each expectation has a severity. A
+failed ``critical`` expectation stops the pipeline (exit 1, so DVC runs nothing downstream); a
+failed ``warning`` is reported and counted, and the pipeline goes on. Either way it writes a
+JSON report, an HTML report and metrics, and prints a short table of the failures.
+
+``python -m stages.validate build-suite`` writes a suite from a trusted reference table (see
+``stages.suite``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from stages import cli
+from stages import cli, html_report
 from stages.errors import StageError
-from stages.files import read_json, write_json
+from stages.files import read_json, write_json, write_text
+from stages.ingest import read_table, resolve_source, source_format
 from stages.params import ValidateParams, load_params
+from stages.suite import build_suite, to_json
 from stages.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -41,16 +48,21 @@ class Finding:
 
 
 def load_suite(path: Path) -> Any:
-    """Build a GX ``ExpectationSuite`` from JSON, refusing anything GX would silently drop."""
+    """Build a GX ``ExpectationSuite`` from its JSON file."""
+    try:
+        spec = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise StageError(f"cannot read expectation suite {path}: {exc}") from exc
+    return parse_suite(spec, path)
+
+
+def parse_suite(spec: dict, path: Path | str) -> Any:
+    """Build a GX ``ExpectationSuite`` from its JSON form, refusing what GX would silently drop."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
     )
 
-    try:
-        spec = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise StageError(f"cannot read expectation suite {path}: {exc}") from exc
     expectations = []
     for index, entry in enumerate(spec.get("expectations", [])):
         try:
@@ -93,7 +105,7 @@ def run_suite(frame: pd.DataFrame, suite: Any, examples: int) -> dict:
     return result.to_json_dict()
 
 
-def build_report(result: dict, suite_path: Path) -> dict:
+def build_report(result: dict, suite_path: Path | str) -> dict:
     """A stable report (no ids or timestamps), so an unchanged result gives unchanged bytes."""
     items = []
     for entry in result["results"]:
@@ -134,18 +146,17 @@ def report_counts(items: list[dict]) -> dict:
 
 def findings(report: dict) -> list[Finding]:
     """The failed expectations, as rows for the console table."""
-    return [_finding(item) for item in report["results"] if not item["success"]]
+    return [finding(item) for item in report["results"] if not item["success"]]
 
 
-def _finding(item: dict) -> Finding:
+def finding(item: dict) -> Finding:
     kwargs, result = item["kwargs"], item["result"]
-    column = kwargs.get("column") or ", ".join(kwargs.get("column_list", [])) or "(table)"
-    if item["error"]:
-        observed = f"error: {item['error'].splitlines()[0]}"
-    elif "unexpected_count" in result:
-        observed = f"{result['unexpected_count']} bad rows ({result['unexpected_percent']:.3g}%)"
-    else:
-        observed = _clip(str(result.get("observed_value")))
+    column = kwargs.get("column") or "(table)"
+    if item["expectation"] == "expect_compound_columns_to_be_unique":
+        column = (
+            "(all columns)" if len(kwargs["column_list"]) > 3 else ", ".join(kwargs["column_list"])
+        )
+    observed = _clip(_observed(item))
     values = result.get("partial_unexpected_list") or []
     rows = result.get("partial_unexpected_index_list") or []
     examples = ", ".join(
@@ -160,6 +171,43 @@ def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def render_html(report: dict, title: str) -> str:
+    """The report as a page: every expectation, failures first."""
+    rows = []
+    for item in report["results"]:
+        row = finding(item)
+        status = "pass" if item["success"] else ("fail" if item["severity"] == CRITICAL else "warn")
+        rows.append({"status": status, **asdict(row), "observed": _observed(item)})
+    return html_report.render(
+        title, {"suite": report["suite"], **report["statistics"]}, rows, "status"
+    )
+
+
+def _observed(item: dict) -> str:
+    result = item["result"]
+    if item["expectation"].startswith("expect_table_columns_to_match") and not item["success"]:
+        return _column_mismatch(item["kwargs"], result.get("observed_value") or [])
+    if item["error"]:
+        first_line = item["error"].splitlines()[0].removeprefix("Error: ")
+        return "error: " + first_line.replace(" in BatchData", "")
+    if "unexpected_count" in result:
+        share = result.get("unexpected_percent") or 0.0  # None when every value is null
+        return f"{result['unexpected_count']} bad rows ({share:.3g}%)"
+    return _clip(str(result.get("observed_value")), 200)
+
+
+def _column_mismatch(kwargs: dict, observed: list[str]) -> str:
+    """Which columns are missing, unexpected or out of order."""
+    expected = kwargs.get("column_list") or kwargs.get("column_set") or []
+    missing = [c for c in expected if c not in observed]
+    extra = [c for c in observed if c not in expected]
+    parts = [f"missing: {', '.join(missing)}"] if missing else []
+    parts += [f"unexpected: {', '.join(map(str, extra))}"] if extra else []
+    if not parts:
+        parts = [f"order differs: {', '.join(map(str, observed))}"]
+    return "; ".join(parts)
+
+
 def format_table(rows: list[Finding]) -> str:
     """A plain-text table, one line per failed expectation."""
     if not rows:
@@ -172,40 +220,80 @@ def format_table(rows: list[Finding]) -> str:
     return "\n".join(lines)
 
 
+def read_inputs(specs: Sequence[str], label: str) -> pd.DataFrame:
+    """Read ``PATH`` or several ``NAME=PATH`` tables; several are stacked, with ``label`` naming
+    each row's table. A path may be anything ``ingest`` reads (Parquet, CSV, package://, URL)."""
+    named = [spec.split("=", 1) if "=" in spec else ["", spec] for spec in specs]
+    frames = []
+    for name, source in named:
+        location = resolve_source(source)
+        frame = read_table(location, source_format(location, "auto"), {})
+        frames.append(frame.assign(**{label: name}) if len(named) > 1 else frame)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--data", type=Path, required=True, help="Parquet table to validate")
-    parser.add_argument("--suite", type=Path, required=True, help="expectation suite JSON")
-    parser.add_argument("--report", type=Path, required=True, help="JSON report to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate tables against a suite")
+    check.add_argument("--data", action="append", required=True, metavar="[NAME=]PATH")
+    check.add_argument("--suite", type=Path, required=True, help="expectation suite JSON")
+    check.add_argument("--report", type=Path, required=True, help="JSON report to write")
+    check.add_argument("--html", type=Path, required=True, help="HTML report to write")
+    check.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
+    build = commands.add_parser("build-suite", help="write a suite from a trusted reference")
+    build.add_argument("--reference", action="append", required=True, metavar="[NAME=]PATH")
+    build.add_argument("--out", type=Path, required=True, help="suite JSON to write")
+    for sub in (check, build):
+        sub.add_argument("--label", default="split", help="column naming each --data table")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     params: ValidateParams = load_params(args.params).validate_
+    if args.command == "build-suite":
+        return build_suite_file(args, params)
+    return check(args, params)
+
+
+def build_suite_file(args: argparse.Namespace, params: ValidateParams) -> int:
+    frame = read_inputs(args.reference, args.label)
+    suite = build_suite(frame, args.out.stem, params.build)
+    parse_suite(suite, args.out)  # refuse to write what would not load
+    write_text(to_json(suite), args.out)
+    log.info("wrote %d expectations to %s", len(suite["expectations"]), args.out)
+    return 0
+
+
+def check(args: argparse.Namespace, params: ValidateParams) -> int:
     suite = load_suite(args.suite)
-    frame = pd.read_parquet(args.data)
-    with stage_run("validate", params, inputs={"raw": args.data, "suite": args.suite}) as run:
+    frame = read_inputs(args.data, args.label)
+    sources = {f"data.{i}": Path(s.split("=", 1)[-1]) for i, s in enumerate(args.data)}
+    inputs = {"suite": args.suite, **{k: p for k, p in sources.items() if p.is_file()}}
+    with stage_run(f"validate {args.suite.stem}", params, inputs=inputs) as run:
         report = build_report(run_suite(frame, suite, params.result_examples), args.suite)
         counts = report["statistics"]
         write_json(report, args.report)
+        write_text(render_html(report, f"Validation: {args.suite.name}"), args.html)
         write_json(counts, args.metrics)
         run.log_metrics(counts)
         run.log_artifact(args.report)
+        run.log_artifact(args.html)
         print(format_table(findings(report)), file=sys.stderr)  # noqa: T201 - the stage's summary
         if counts["critical_failures"]:
             raise StageError(
                 f"validation failed: {counts['critical_failures']} critical expectation(s) of "
-                f"{counts['evaluated']} failed on {args.data}; full report in {args.report}"
+                f"{counts['evaluated']} failed on {', '.join(args.data)} (see the table above; "
+                f"full report in {args.report} and {args.html})"
             )
         log.info(
             "%d of %d expectations passed, %d warning(s); report in %s",
             counts["passed"],
             counts["evaluated"],
             counts["warnings"],
-            args.report,
+            args.html,
         )
     return 0
 

@@ -4,11 +4,9 @@ budget, then the model served over HTTP. Slow (a minute or two); no network need
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,65 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.integration.conftest import BIN, STAGES, env, restore, run
 
 pytestmark = pytest.mark.integration
-
-BIN = Path(sys.executable).parent
-STAGES = ["ingest", "validate", "featurize", "train", "package"]
-
-
-def _env() -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "PIPELINE_"))
-    }
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def _copy_repository(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    return dest
-
-
-def _small_budget(repo: Path) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["search"].update(n_calls=3, n_initial_points=2, max_rounds=300)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _git_commit(repo: Path, message: str) -> None:
-    ident = ["-c", "user.name=test", "-c", "user.email=test@example.org"]
-    _run(["git", "init", "-q"], repo) if not (repo / ".git").exists() else None
-    _run(["git", "add", "-A"], repo)
-    _run(["git", *ident, "commit", "-q", "-m", message], repo)
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Path:
-    repo = _copy_repository(tmp_path_factory.mktemp("repo"))
-    (repo / "dvc.lock").unlink(missing_ok=True)
-    _small_budget(repo)
-    _git_commit(repo, "copy")
-    _run(["dvc", "repro"], repo)
-    return repo
 
 
 def test_repro_writes_every_output(pipeline):
@@ -87,7 +29,8 @@ def test_repro_writes_every_output(pipeline):
         "models/lgbm/booster.txt",
         "models/pyfunc/MLmodel",
         "reports/metrics.json",
-        "reports/validation.json",
+        "reports/validation/raw.json",
+        "reports/validation/features.html",
         "reports/plots/search.csv",
         "dvc.lock",
     ]:
@@ -101,7 +44,7 @@ def test_repro_writes_every_output(pipeline):
 
 def test_second_repro_changes_nothing(pipeline):
     lock = (pipeline / "dvc.lock").read_text()
-    done = _run(["dvc", "repro"], pipeline)
+    done = run(["dvc", "repro"], pipeline)
     assert "Data and pipelines are up to date." in done.stdout
     assert "Running stage" not in done.stdout
     assert (pipeline / "dvc.lock").read_text() == lock
@@ -112,24 +55,25 @@ def test_mlflow_has_a_run_per_stage_under_one_parent(pipeline):
 
     client = mlflow.MlflowClient(f"sqlite:///{pipeline / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("dvc-pipeline")
-    runs = client.search_runs([experiment.experiment_id])
-    stages = {
-        r.data.tags.get("pipeline.stage"): r for r in runs if r.data.tags.get("pipeline.stage")
-    }
-    assert set(stages) == set(STAGES)
-    parents = {r.data.tags["mlflow.parentRunId"] for r in stages.values()}
-    assert len(parents) == 1
-    for run in stages.values():
-        assert run.info.status == "FINISHED"
-        assert run.data.params, run.data.tags["pipeline.stage"]
-        assert len(run.data.tags["git.commit"]) == 40
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    first_parent = next(r for r in runs if r.data.tags.get("pipeline.role") == "pipeline")
+    assert first_parent.info.status == "FINISHED"
+    children = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == first_parent.info.run_id
+    ]
+    stages = {r.data.tags["pipeline.stage"]: r for r in children}
+    assert sorted(stages) == sorted(STAGES) and len(children) == len(STAGES)
+    for stage_run in stages.values():
+        assert stage_run.info.status == "FINISHED"
+        assert stage_run.data.params, stage_run.data.tags["pipeline.stage"]
+        assert len(stage_run.data.tags["git.commit"]) == 40
     assert stages["train"].data.metrics["test.r2"] > 0.95
-    assert stages["validate"].data.metrics["critical_failures"] == 0
+    assert stages["validate raw"].data.metrics["critical_failures"] == 0
     assert stages["featurize"].data.tags["data.raw.md5"] == _lock_md5(
         pipeline, "data/raw/data.parquet"
     )
-    artifacts = {a.path for a in client.list_artifacts(stages["validate"].info.run_id)}
-    assert "validation.json" in artifacts
+    artifacts = {a.path for a in client.list_artifacts(stages["validate raw"].info.run_id)}
+    assert {"raw.json", "raw.html"} <= artifacts
 
 
 def _lock_md5(repo: Path, path: str) -> str:
@@ -163,33 +107,34 @@ def test_served_predictions_equal_the_evaluated_ones(pipeline):
 
 def test_misspelled_param_stops_the_experiment_naming_it(pipeline):
     # DVC itself refuses to override a key that does not exist ...
-    done = _run(["dvc", "exp", "run", "-S", "train.serch.n_calls=8"], pipeline, check=False)
+    done = run(["dvc", "exp", "run", "-S", "train.serch.n_calls=8"], pipeline, check=False)
     assert done.returncode != 0
     assert "train.serch" in done.stderr
     # ... and a key forced in with '+' (or typed into params.yaml) stops the stage that reads it.
-    done = _run(["dvc", "exp", "run", "-S", "+train.serch.n_calls=8"], pipeline, check=False)
+    done = run(["dvc", "exp", "run", "-S", "+train.serch.n_calls=8"], pipeline, check=False)
     assert done.returncode != 0
     assert "unknown key 'serch' in section 'train'" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr + done.stdout
-    _run(["git", "checkout", "--", "params.yaml"], pipeline)
+    restore(pipeline)
 
 
 def test_experiment_runs_and_shows_its_metrics(pipeline):
-    _run(["dvc", "exp", "run", "-n", "two-calls", "-S", "train.search.n_calls=2"], pipeline)
-    shown = json.loads(_run(["dvc", "exp", "show", "--json"], pipeline).stdout)
+    run(["dvc", "exp", "run", "-n", "two-calls", "-S", "train.search.n_calls=2"], pipeline)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline).stdout)
     exps = [e for base in shown for e in (base.get("experiments") or [])]
-    names = {run["name"] for e in exps for run in e.get("revs", [])}
+    names = {rev["name"] for e in exps for rev in e.get("revs", [])}
     assert "two-calls" in names
+    restore(pipeline)
 
 
 def test_push_and_pull_through_the_default_remote(pipeline):
-    _run(["dvc", "push"], pipeline)
+    run(["dvc", "push"], pipeline)
     before = (pipeline / "data/raw/data.parquet").read_bytes()
     shutil.rmtree(pipeline / ".dvc" / "cache")
     shutil.rmtree(pipeline / "data")
-    _run(["dvc", "pull"], pipeline)
+    run(["dvc", "pull"], pipeline)
     assert (pipeline / "data/raw/data.parquet").read_bytes() == before
-    assert "up to date" in _run(["dvc", "status"], pipeline).stdout
+    assert "up to date" in run(["dvc", "status"], pipeline).stdout
 
 
 def _free_port() -> int:
@@ -215,7 +160,7 @@ def test_model_server_answers_dataframe_split(pipeline):
             str(port),
         ],
         cwd=pipeline,
-        env=_env(),
+        env=env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -269,36 +214,64 @@ def _wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
     raise AssertionError(f"{url} did not answer within {seconds}s")
 
 
-def _point_source_at(repo: Path, source: Path) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["ingest"]["source"] = str(source)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+@pytest.mark.parametrize("suite", ["raw", "features"])
+def test_rebuilding_the_suites_reproduces_the_committed_files(pipeline, suite, tmp_path):
+    sources = {
+        "raw": ["--reference", "data/raw/data.parquet"],
+        "features": [
+            "--reference",
+            "train=data/features/train.parquet",
+            "--reference",
+            "test=data/features/test.parquet",
+        ],
+    }[suite]
+    out = tmp_path / f"{suite}.json"
+    run(
+        [str(BIN / "python"), "-m", "stages.validate", "build-suite", *sources, "--out", str(out)],
+        pipeline,
+    )
+    assert out.read_bytes() == (pipeline / "expectations" / f"{suite}.json").read_bytes()
 
 
-def test_drifted_data_stops_before_featurize(pipeline, tmp_path):
-    raw = pd.read_parquet(pipeline / "data/raw/data.parquet")
-    raw.loc[raw.sample(frac=0.3, random_state=1).index, "cut"] = "Martian"
-    raw.to_csv(tmp_path / "drifted.csv", index=False)
-    _point_source_at(pipeline, tmp_path / "drifted.csv")
-    try:
-        done = _run(["dvc", "repro"], pipeline, check=False)
-        output = done.stdout + done.stderr
-        assert done.returncode != 0
-        assert "validation failed" in output and "Martian" in output
-        assert "expect_column_kl_divergence_to_be_less_than" in output
-        assert "Running stage 'featurize'" not in output
-        assert "Traceback" not in output
-    finally:
-        _run(["git", "checkout", "--", "params.yaml"], pipeline)
+def _monitor(pipeline: Path, batch: Path) -> subprocess.CompletedProcess:
+    return run([str(BIN / "python"), "-m", "stages.monitor", str(batch)], pipeline, check=False)
 
 
-def test_broken_source_file_fails_with_one_line(pipeline, tmp_path):
-    (tmp_path / "broken.parquet").write_bytes(b"this is not parquet")
-    _point_source_at(pipeline, tmp_path / "broken.parquet")
-    try:
-        done = _run(["dvc", "repro"], pipeline, check=False)
-        assert done.returncode != 0
-        assert f"error: ingest: cannot read {tmp_path / 'broken.parquet'} as parquet" in done.stderr
-        assert "Traceback" not in done.stderr
-    finally:
-        _run(["git", "checkout", "--", "params.yaml"], pipeline)
+@pytest.fixture(scope="module")
+def sample(pipeline) -> pd.DataFrame:
+    return pd.read_parquet(pipeline / "data/raw/data.parquet").sample(2000, random_state=0)
+
+
+def test_monitor_passes_a_random_sample(pipeline, sample, tmp_path):
+    sample.to_csv(tmp_path / "batch.csv", index=False)
+    done = _monitor(pipeline, tmp_path / "batch.csv")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((pipeline / "reports/monitor/batch.json").read_text())
+    assert report["verdict"] == "no drift"
+    assert (pipeline / "reports/monitor/batch.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "column"),
+    [
+        (lambda f: f.assign(carat=f["carat"] * 1.3), "carat"),
+        (lambda f: f.assign(cut=np.where(np.arange(len(f)) % 2 == 0, "Fair", f["cut"])), "cut"),
+    ],
+)
+def test_monitor_names_drifted_columns(pipeline, sample, tmp_path, change, column):
+    change(sample).to_parquet(tmp_path / "drifted.parquet")
+    done = _monitor(pipeline, tmp_path / "drifted.parquet")
+    assert done.returncode == 1, done.stderr
+    report = json.loads((pipeline / "reports/monitor/drifted.json").read_text())
+    assert column in report["named"]
+    assert "drift: " in done.stderr and column in done.stderr
+    untouched = {"color", "clarity", "depth", "table"}
+    assert not untouched & set(report["named"])
+
+
+def test_monitor_calls_a_batch_without_a_column_invalid(pipeline, sample, tmp_path):
+    sample.drop(columns=["depth"]).to_csv(tmp_path / "short.csv", index=False)
+    done = _monitor(pipeline, tmp_path / "short.csv")
+    assert done.returncode == 2
+    assert "invalid data: missing: depth" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,7 +7,15 @@ import pytest
 from stages import cli
 from stages import validate as validate_stage
 from stages.errors import StageError
-from stages.validate import build_report, findings, format_table, load_suite, run_suite
+from stages.validate import (
+    build_report,
+    findings,
+    format_table,
+    load_suite,
+    read_inputs,
+    render_html,
+    run_suite,
+)
 from tests.conftest import REPO
 
 SUITE = {
@@ -95,6 +103,13 @@ def test_report_is_stable(raw_frame, suite_path):
     assert _report(raw_frame, suite_path) == _report(raw_frame, suite_path)
 
 
+def test_html_report_lists_every_expectation_failures_first(raw_frame, suite_path):
+    page = render_html(_report(raw_frame.assign(cut="<Martian>"), suite_path), "t")
+    assert page.count("<tr class=") == 4  # one row per expectation
+    assert page.index('class="fail"') < page.index('class="pass"')
+    assert "&lt;Martian&gt;" in page and "<Martian>" not in page
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
@@ -131,16 +146,19 @@ def test_repository_suite_loads_completely():
 def test_main_stops_with_exit_1_and_a_report(tmp_path, raw_frame, suite_path, mlflow_store, capsys):
     data = tmp_path / "raw.parquet"
     raw_frame.assign(cut="Martian").to_parquet(data)
-    report, metrics = tmp_path / "report.json", tmp_path / "metrics.json"
+    report, metrics, page = tmp_path / "r.json", tmp_path / "m.json", tmp_path / "r.html"
     argv = [
         "--params",
         str(REPO / "params.yaml"),
+        "check",
         "--data",
         str(data),
         "--suite",
         str(suite_path),
         "--report",
         str(report),
+        "--html",
+        str(page),
         "--metrics",
         str(metrics),
     ]
@@ -150,3 +168,12 @@ def test_main_stops_with_exit_1_and_a_report(tmp_path, raw_frame, suite_path, ml
     assert "Traceback" not in err
     assert json.loads(metrics.read_text())["critical_failures"] == 1
     assert json.loads(report.read_text())["results"][0]["kwargs"]["column"] == "cut"
+    assert "<td>Martian" in page.read_text() or "Martian" in page.read_text()
+
+
+def test_several_inputs_are_stacked_with_a_label(tmp_path, raw_frame):
+    raw_frame.head(4).to_parquet(tmp_path / "a.parquet")
+    raw_frame.tail(2).to_csv(tmp_path / "b.csv", index=False)
+    frame = read_inputs([f"train={tmp_path / 'a.parquet'}", f"test={tmp_path / 'b.csv'}"], "split")
+    assert frame["split"].tolist() == ["train"] * 4 + ["test"] * 2
+    assert read_inputs([str(tmp_path / "a.parquet")], "split").columns.tolist() == list(raw_frame)

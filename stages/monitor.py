@@ -1,0 +1,247 @@
+"""Drift monitoring: check a new batch against what the model was trained on, before scoring.
+
+``python -m stages.monitor <batch.csv|parquet>`` runs three checks and writes
+``reports/monitor/<batch>.json`` and ``.html``:
+
+1. the raw expectation suite (without its row-count and target checks);
+2. per-feature drift: the population stability index (PSI) of each model feature against the
+   training split (quantile bins for numbers, levels for categories);
+3. prediction drift: PSI of the packaged model's predictions on the batch against its
+   predictions on the test split.
+
+Exit code: 0 no drift, 1 drift beyond the thresholds (the report names the columns), 2 the
+batch is invalid (unreadable, missing columns, wrong types, values the suite forbids).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages import cli, html_report
+from stages.errors import StageError
+from stages.features import FeatureError, FeatureSpec, build_features
+from stages.files import read_json, write_json, write_text
+from stages.params import MonitorParams, load_params
+from stages.tracking import stage_run
+from stages.validate import (
+    build_report,
+    finding,
+    findings,
+    format_table,
+    parse_suite,
+    run_suite,
+)
+
+log = logging.getLogger(__name__)
+
+NO_DRIFT, DRIFT, INVALID = 0, 1, 2
+DISTRIBUTION_CHECKS = ("kl_divergence", "quantile_values", "_mean_", "_median_", "_stdev_")
+SKIPPED_CHECKS = ("expect_table_row_count",)
+_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class Drift:
+    """PSI of one column (or of the predictions) against its reference."""
+
+    column: str
+    kind: str
+    psi: float
+    threshold: float
+
+    @property
+    def drifted(self) -> bool:
+        return self.psi > self.threshold
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index of two histograms (counts or proportions)."""
+    e = np.clip(expected / expected.sum(), _EPS, None)
+    a = np.clip(actual / max(actual.sum(), 1), _EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def numeric_psi(reference: np.ndarray, batch: np.ndarray, bins: int) -> float:
+    """PSI over the reference's quantile bins (open-ended), with missing values as a bin."""
+    finite = reference[~np.isnan(reference)]
+    inner = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+    edges = np.concatenate([[-np.inf], inner, [np.inf]])
+
+    def histogram(values: np.ndarray) -> np.ndarray:
+        missing = np.isnan(values)
+        return np.append(np.histogram(values[~missing], edges)[0], missing.sum())
+
+    return psi(histogram(reference), histogram(batch))
+
+
+def categorical_psi(reference: pd.Series, batch: pd.Series) -> float:
+    """PSI over the reference's levels, plus one bin for missing or unseen values."""
+    levels = list(pd.Series(reference).dropna().unique())
+
+    def counts(values: pd.Series) -> np.ndarray:
+        known = pd.Series(values).value_counts().reindex(levels, fill_value=0).to_numpy()
+        return np.append(known, len(values) - known.sum())
+
+    return psi(counts(reference), counts(batch))
+
+
+def feature_drift(
+    reference: pd.DataFrame, batch: pd.DataFrame, spec: FeatureSpec, params: MonitorParams
+) -> list[Drift]:
+    """PSI of every model feature of ``batch`` against the training split."""
+    drifts = []
+    for column in spec.features:
+        if column in spec.categories:
+            value = categorical_psi(reference[column].astype(str), batch[column].astype(str))
+            kind = "categorical"
+        else:
+            value = numeric_psi(
+                reference[column].to_numpy(float), batch[column].to_numpy(float), params.bins
+            )
+            kind = "numeric"
+        drifts.append(Drift(column, kind, round(value, 6), params.psi_threshold))
+    return drifts
+
+
+def suite_for_batch(spec: dict, target: str) -> dict:
+    """The raw suite without row-count checks and without the target (a batch has no labels)."""
+    kept = []
+    for expectation in spec["expectations"]:
+        kwargs = dict(expectation["kwargs"])
+        if expectation["type"].startswith(SKIPPED_CHECKS) or kwargs.get("column") == target:
+            continue
+        for key in ("column_list", "column_set"):
+            if key in kwargs:
+                kwargs[key] = [c for c in kwargs[key] if c != target]
+        kept.append({**expectation, "kwargs": kwargs})
+    return {**spec, "expectations": kept}
+
+
+def is_distribution_check(expectation: str) -> bool:
+    return any(part in expectation for part in DISTRIBUTION_CHECKS)
+
+
+def verdict(validation: dict, drifts: list[Drift]) -> tuple[int, list[str]]:
+    """Exit code and what drifted (or what made the batch invalid), as readable phrases."""
+    failed = [i for i in validation["results"] if not i["success"] and i["severity"] == "critical"]
+    invalid = [i for i in failed if not is_distribution_check(i["expectation"])]
+    schema = [i for i in invalid if i["expectation"].startswith("expect_table_columns")]
+    if invalid:  # a missing column breaks many checks: name the cause, not every symptom
+        return INVALID, sorted({_subject(i) for i in (schema or invalid)})
+    drifted = {d.column for d in drifts if d.drifted}
+    drifted |= {_subject(i) for i in failed}
+    return (DRIFT if drifted else NO_DRIFT), sorted(drifted)
+
+
+def _subject(item: dict) -> str:
+    row = finding(item)
+    return row.observed if row.column == "(table)" else row.column
+
+
+def read_batch(source: str) -> pd.DataFrame:
+    """Read the batch; an unreadable file is invalid data (exit 2)."""
+    from stages.ingest import read_table, resolve_source, source_format
+
+    try:
+        location = resolve_source(source)
+        return read_table(location, source_format(location, "auto"), {})
+    except StageError as exc:
+        raise StageError(str(exc), exit_code=INVALID) from exc
+
+
+def predict(model_uri: str, batch: pd.DataFrame) -> np.ndarray:
+    import mlflow
+
+    return np.asarray(mlflow.pyfunc.load_model(model_uri).predict(batch), dtype=float)
+
+
+def render_html(report: dict) -> str:
+    rows = [
+        {
+            "status": "fail" if d["drifted"] else "pass",
+            "column": d["column"],
+            "kind": d["kind"],
+            "psi": d["psi"],
+            "threshold": d["threshold"],
+        }
+        for d in [*report["features"], report["predictions"]]
+        if d
+    ]
+    summary = {k: report[k] for k in ("batch", "rows", "verdict", "named")}
+    summary["suite failures"] = report["validation"]["statistics"]["critical_failures"]
+    return html_report.render(f"Drift report: {report['batch']}", summary, rows, "status")
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("batch", help="CSV or Parquet file (path, URL or package://)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    all_params = load_params(args.params)
+    params, target = all_params.monitor, all_params.featurize.target
+    batch = read_batch(args.batch).drop(columns=[target], errors="ignore")
+    suite = parse_suite(suite_for_batch(read_json(Path(params.suite)), target), params.suite)
+    out = Path(params.out_dir) / Path(args.batch).name.split(".")[0]
+    inputs = {"batch": Path(args.batch)} if Path(args.batch).is_file() else {}
+    with stage_run("monitor", params, inputs=inputs, pipeline=False) as run:
+        validation = build_report(run_suite(batch, suite, 5), params.suite)
+        code, named = verdict(validation, [])
+        drifts, prediction = [], None
+        if code != INVALID:
+            features_dir = Path(params.features_dir)
+            spec = FeatureSpec.from_json(features_dir / "spec.json")
+            reference = pd.read_parquet(features_dir / "train.parquet", columns=spec.features)
+            try:
+                drifts = feature_drift(reference, build_features(batch, spec), spec, params)
+            except FeatureError as exc:
+                raise StageError(f"monitor: {exc}", exit_code=INVALID) from exc
+            expected = pd.read_csv(params.predictions)["predicted"].to_numpy(float)
+            prediction = Drift(
+                "(predictions)",
+                "prediction",
+                round(numeric_psi(expected, predict(params.model, batch), params.bins), 6),
+                params.prediction_psi_threshold,
+            )
+            code, named = verdict(validation, [*drifts, prediction])
+        report = {
+            "batch": args.batch,
+            "rows": len(batch),
+            "verdict": {NO_DRIFT: "no drift", DRIFT: "drift", INVALID: "invalid data"}[code],
+            "exit_code": code,
+            "named": named,
+            "features": [{**asdict(d), "drifted": d.drifted} for d in drifts],
+            "predictions": {**asdict(prediction), "drifted": prediction.drifted}
+            if prediction
+            else None,
+            "validation": validation,
+        }
+        write_json(report, out.with_suffix(".json"))
+        write_text(render_html(report), out.with_suffix(".html"))
+        run.log_metrics(
+            {"exit_code": code, **{f"psi.{d.column}": d.psi for d in drifts}}
+            | ({"psi.predictions": prediction.psi} if prediction else {})
+        )
+        run.log_artifact(out.with_suffix(".json"))
+        run.log_artifact(out.with_suffix(".html"))
+    print(format_table(findings(validation)), file=sys.stderr)  # noqa: T201 - the summary
+    message = f"{report['verdict']}: {', '.join(named) or 'nothing'} (report: {out}.html)"
+    if code == INVALID:
+        raise StageError(f"monitor: {message}", exit_code=INVALID)
+    print(message, file=sys.stderr)  # noqa: T201
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

@@ -1,0 +1,96 @@
+"""One copy of the repository per test session, with the pipeline already run (tiny search
+budget), and helpers to run commands in it the way a user would."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+STAGES = ["ingest", "validate raw", "featurize", "validate features", "train", "package"]
+
+
+def env() -> dict[str, str]:
+    """The environment without MLflow/DVC settings, with this interpreter's tools first."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "PIPELINE_"))
+    }
+    clean["PATH"] = f"{BIN}{os.pathsep}{clean.get('PATH', '')}"
+    return clean
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def set_params(repo: Path, edit) -> None:
+    """Edit params.yaml in ``repo`` (``edit`` changes the loaded dict in place)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    edit(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def restore(repo: Path) -> None:
+    """Back to the last good, committed results: git restores params, dvc.lock and reports;
+    ``dvc checkout`` restores the data and models they name from the DVC cache."""
+    run(["git", "checkout", "--", "."], repo)
+    run(["dvc", "checkout"], repo)
+
+
+def tree_digest(folder: Path) -> str:
+    """One hash over every file under ``folder`` (names and bytes)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _copy_repository(dest: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+def git_commit(repo: Path, message: str) -> None:
+    ident = ["-c", "user.name=test", "-c", "user.email=test@example.org"]
+    if not (repo / ".git").exists():
+        run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", *ident, "commit", "-q", "-m", message], repo)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Path:
+    """A git repository copied from this one, after a full ``dvc repro`` with 3 search calls."""
+    repo = _copy_repository(tmp_path_factory.mktemp("repo"))
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    set_params(
+        repo,
+        lambda p: p["train"]["search"].update(n_calls=3, n_initial_points=2, max_rounds=300),
+    )
+    git_commit(repo, "copy")
+    run(["dvc", "repro"], repo)
+    git_commit(repo, "pipeline run")
+    return repo
