@@ -18,7 +18,7 @@ def run(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    for noisy in ("great_expectations", "alembic"):
+    for noisy in ("great_expectations", "alembic", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return main(argv) or 0

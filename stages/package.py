@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 SERVING_CODE = Path(__file__).with_name("serving.py")
 FEATURES_CODE = Path(__file__).with_name("features.py")
-RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas")
+RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "numexpr")
+SHIPPED_FEATURES = "pipeline_features"  # the module name serving.py imports
 
 
 def input_example(raw: pd.DataFrame, spec: FeatureSpec, rows: int) -> pd.DataFrame:
@@ -45,12 +46,15 @@ def pip_requirements() -> list[str]:
 
 
 def code_package(folder: Path) -> Path:
-    """A ``stages`` package holding only the featurization, to ship inside the model."""
-    package = folder / "stages"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text('"""Featurization shipped with the model."""\n')
-    shutil.copy2(FEATURES_CODE, package / "features.py")
-    return package
+    """The featurization as a top-level module, to ship inside the model.
+
+    A module of its own name, not ``stages``: MLflow puts the model's code folder first on
+    ``sys.path`` when it loads a model, and a second, partial ``stages`` package there would
+    shadow this repository's for anything imported afterwards (worker processes included).
+    """
+    module = folder / f"{SHIPPED_FEATURES}.py"
+    shutil.copy2(FEATURES_CODE, module)
+    return module
 
 
 def model_kwargs(booster: Path, meta: Path, code: Path, example: pd.DataFrame, signature) -> dict:

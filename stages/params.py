@@ -116,6 +116,8 @@ def _check_bounds(low: float, high: float, prior: str) -> None:
 class SearchParams(_Section):
     n_calls: Annotated[int, Field(ge=1)]
     n_initial_points: Annotated[int, Field(ge=1)]
+    batch_size: Annotated[int, Field(ge=1)] = 2
+    n_jobs: Annotated[int, Field(ge=0)] = 0
     acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
     cv_folds: Annotated[int, Field(ge=2)] = 3
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50

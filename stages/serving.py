@@ -2,7 +2,8 @@
 
 MLflow copies this file into the model folder and runs it at load time; ``set_model`` below
 names the model. The booster is LightGBM's own text format and the feature spec is JSON, so
-the artifact holds no pickle. ``stages/features.py`` travels with the model as code.
+the artifact holds no pickle. ``stages/features.py`` travels with the model as code, under the
+module name ``pipeline_features`` (see ``stages.package.code_package``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ class TabularRegressor(PythonModel):
 
     def load_context(self, context) -> None:
         import lightgbm as lgb
-
-        from stages.features import FeatureSpec
+        from pipeline_features import FeatureSpec
 
         self._booster = lgb.Booster(model_file=context.artifacts[BOOSTER])
         with open(context.artifacts[METADATA]) as handle:
@@ -34,7 +34,7 @@ class TabularRegressor(PythonModel):
         self._threads = int(meta.get("num_threads", 1))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        from stages.features import build_features, inverse_target
+        from pipeline_features import build_features, inverse_target
 
         features = build_features(pd.DataFrame(model_input), self._spec)
         raw = self._booster.predict(features, num_threads=self._threads, validate_features=True)

@@ -74,6 +74,12 @@ def test_mlflow_has_a_run_per_stage_under_one_parent(pipeline):
     )
     artifacts = {a.path for a in client.list_artifacts(stages["validate raw"].info.run_id)}
     assert {"raw.json", "raw.html"} <= artifacts
+    train_id = stages["train"].info.run_id
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_id]
+    assert sorted(int(t.data.tags["trial.number"]) for t in trials) == [0, 1, 2]
+    assert all("cv_score" in t.data.metrics and t.data.params for t in trials)
+    history = pd.read_csv(pipeline / "reports/plots/search.csv")
+    assert len(history) == 3 and history["best_score"].is_monotonic_decreasing
 
 
 def _lock_md5(repo: Path, path: str) -> str:

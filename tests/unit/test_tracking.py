@@ -39,10 +39,13 @@ def test_stage_runs_share_a_parent_and_carry_lineage(tmp_path, mlflow_store, mon
     with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}) as run:
         run.log_metrics({"m": {"n": 2.5}, "label": "not a number"})
         run.log_series({"trial.score": [3.0, 1.0]})
+        run.log_child("trial 0", {"lr": 0.1}, {"cv_score": 0.5}, {"trial.number": 0})
     with stage_run("second", {"c": 2}, inputs={}):
         pass
 
     client, runs = _runs(mlflow_store)
+    trial = next(r for r in runs if r.info.run_name == "trial 0")
+    runs = [r for r in runs if r is not trial]
     by_stage = {r.data.tags.get(STAGE_TAG): r for r in runs}
     parent = by_stage.pop(None)
     assert parent.data.tags["pipeline.role"] == "pipeline"
@@ -56,6 +59,9 @@ def test_stage_runs_share_a_parent_and_carry_lineage(tmp_path, mlflow_store, mon
     assert first.data.tags["data.raw.md5"] == file_md5(data)
     assert first.data.params == {"a.b": "1"}
     assert first.data.metrics == {"m.n": 2.5, "trial.score": 1.0}
+    assert trial.data.tags["mlflow.parentRunId"] == first.info.run_id
+    assert (trial.data.params, trial.data.metrics) == ({"lr": "0.1"}, {"cv_score": 0.5})
+    assert trial.info.status == "FINISHED"
     history = client.get_metric_history(first.info.run_id, "trial.score")
     assert [(m.step, m.value) for m in history] == [(0, 3.0), (1, 1.0)]
 

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.errors import StageError
+from stages.params import TrainParams
+from stages.search import (
+    Checkpoint,
+    CrossValidator,
+    best_trial,
+    checkpoint_key,
+    feature_columns,
+    history_frame,
+    lgb_params,
+    run_search,
+    skopt_space,
+    worker_plan,
+)
+
+
+def train_params(**search) -> TrainParams:
+    return TrainParams.model_validate(
+        {
+            "target_transform": "log1p",
+            "num_threads": 1,
+            "feature_sets": {"all": ["carat", "cut", "noise"], "carat": ["carat"]},
+            "search": {
+                "n_calls": 4,
+                "n_initial_points": 2,
+                "batch_size": 2,
+                "cv_folds": 3,
+                "early_stopping_rounds": 10,
+                "max_rounds": 60,
+                "space": {
+                    "learning_rate": {
+                        "type": "real",
+                        "low": 0.05,
+                        "high": 0.3,
+                        "prior": "log-uniform",
+                    },
+                    "num_leaves": {"type": "integer", "low": 4, "high": 16},
+                    "min_child_samples": {"type": "integer", "low": 5, "high": 30},
+                    "feature_set": {"type": "categorical", "categories": ["all", "carat"]},
+                },
+                **search,
+            },
+        }
+    )
+
+
+def _search(data, params, checkpoint=None, threads=1, seen=None):
+    frame, price = data
+    return run_search(
+        frame,
+        np.log1p(price),
+        params,
+        7,
+        threads,
+        checkpoint,
+        on_trial=(seen.append if seen is not None else lambda t: None),
+    )
+
+
+def _outcome(trials):
+    return [(t.point, t.score, t.best_iteration) for t in trials]
+
+
+def test_space_follows_params_types_and_priors():
+    dims = skopt_space(train_params().search)
+    assert [d.name for d in dims] == [
+        "learning_rate",
+        "num_leaves",
+        "min_child_samples",
+        "feature_set",
+    ]
+    assert type(dims[0]).__name__ == "Real" and dims[0].prior == "log-uniform"
+    assert type(dims[1]).__name__ == "Integer"
+    assert type(dims[3]).__name__ == "Categorical"
+
+
+def test_lgb_params_set_threads_seed_and_drop_the_feature_set():
+    params = lgb_params({"num_leaves": 7, "feature_set": "all"}, train_params(), seed=3, threads=2)
+    assert params["num_leaves"] == 7 and params["seed"] == 3 and params["num_threads"] == 2
+    assert params["deterministic"] is True
+    assert "feature_set" not in params
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "batch", "cores", "plan"),
+    [(0, 2, 2, (2, 1)), (1, 2, 2, (1, 2)), (0, 1, 2, (1, 2)), (4, 4, 2, (2, 1)), (0, 4, 8, (4, 2))],
+)
+def test_workers_times_threads_never_exceed_the_cores(n_jobs, batch, cores, plan):
+    search = train_params(n_jobs=n_jobs, batch_size=batch).search
+    assert worker_plan(search, cores) == plan
+
+
+def test_unknown_feature_in_a_set_is_named():
+    with pytest.raises(StageError, match=r"feature_sets\.all names columns .*\['noise'\]"):
+        feature_columns(train_params(), {"feature_set": "all"}, ["carat", "cut"])
+
+
+def test_search_is_deterministic_and_logs_every_trial(synthetic_regression):
+    seen = []
+    first = _search(synthetic_regression, train_params(), seen=seen)
+    again = _search(synthetic_regression, train_params())
+    assert _outcome(first) == _outcome(again)
+    assert [t.number for t in seen] == [0, 1, 2, 3]
+    best = best_trial(first)
+    history = history_frame(first)
+    assert history["best_score"].is_monotonic_decreasing
+    assert history["best_score"].iloc[-1] == best.score
+
+
+def test_parallel_workers_give_the_same_result(synthetic_regression):
+    serial = _search(synthetic_regression, train_params(n_jobs=1), threads=2)
+    parallel = _search(synthetic_regression, train_params(n_jobs=2), threads=2)
+    assert _outcome(serial) == _outcome(parallel)
+
+
+def test_a_resumed_search_reuses_finished_trials_and_ends_the_same(synthetic_regression, tmp_path):
+    params = train_params()
+    whole = _search(synthetic_regression, params)
+    path = tmp_path / "ck.jsonl"
+    partial = Checkpoint(path)
+    for trial in whole[:3]:
+        partial.add(trial)
+    with open(path, "a") as handle:
+        handle.write('{"number": 3, "poi')  # a line cut short by a kill
+    resumed = _search(synthetic_regression, params, Checkpoint(path))
+    assert [t.reused for t in resumed] == [True, True, True, False]
+    assert _outcome(resumed) == _outcome(whole)
+    assert [list(t.point) for t in resumed] == [list(t.point) for t in whole]
+
+
+def test_checkpoint_key_ignores_n_jobs_but_not_the_space():
+    base = checkpoint_key(train_params(), 1, "d")
+    assert checkpoint_key(train_params(n_jobs=2), 1, "d") == base
+    assert checkpoint_key(train_params(n_calls=5), 1, "d") != base
+    assert checkpoint_key(train_params(), 2, "d") != base
+    assert checkpoint_key(train_params(), 1, "e") != base
+
+
+def test_out_of_fold_predictions_cover_every_row(synthetic_regression):
+    frame, price = synthetic_regression
+    params = train_params()
+    cv = CrossValidator(frame, np.log1p(price), params, 1, 1)
+    point = {"learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 10, "feature_set": "all"}
+    _, _, best_iteration, boosters = cv.evaluate(point)
+    oof = cv.out_of_fold(point, boosters, best_iteration)
+    assert oof.shape == (len(frame),) and np.isfinite(oof).all()
