@@ -106,11 +106,16 @@ def lgb_params(point: dict[str, Any], train: TrainParams, seed: int, threads: in
     }
 
 
+def feature_set_name(train: TrainParams, point: dict[str, Any]) -> str:
+    """The point's feature set, or the only one when the space has no ``feature_set``."""
+    return point.get(FEATURE_SET) or next(iter(train.feature_sets))
+
+
 def feature_columns(
     train: TrainParams, point: dict[str, Any], available: pd.Index | list[str]
 ) -> list[str]:
     """The columns of the point's feature set; an unknown column raises ``StageError``."""
-    name = point.get(FEATURE_SET) or next(iter(train.feature_sets))
+    name = feature_set_name(train, point)
     columns = train.feature_sets[name]
     unknown = [c for c in columns if c not in available]
     if unknown:

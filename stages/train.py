@@ -26,13 +26,13 @@ from stages.features import FeatureSpec, inverse_target, transform_target
 from stages.files import file_md5, write_csv, write_json, write_with
 from stages.params import Params, load_params
 from stages.search import (
-    FEATURE_SET,
     Checkpoint,
     CrossValidator,
     Trial,
     best_trial,
     checkpoint_key,
     feature_columns,
+    feature_set_name,
     history_frame,
     lgb_params,
     run_search,
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = {
             "target": target,
             "target_transform": train_cfg.target_transform,
-            "feature_set": best.point.get(FEATURE_SET, next(iter(train_cfg.feature_sets))),
+            "feature_set": feature_set_name(train_cfg, best.point),
             "features": columns,
             "spec": asdict(spec.select(columns)),
             "lightgbm_params": final_params,
