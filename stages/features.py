@@ -76,6 +76,29 @@ def inverse_target(values: np.ndarray, how: str) -> np.ndarray:
     return np.expm1(values) if how == "log1p" else values
 
 
+def class_probabilities(scores: np.ndarray) -> np.ndarray:
+    """LightGBM's classifier output as one probability column per class (binary gives P(1))."""
+    scores = np.asarray(scores, dtype=float)
+    return np.column_stack([1 - scores, scores]) if scores.ndim == 1 else scores
+
+
+def class_predictions(scores: np.ndarray, classes: list) -> pd.DataFrame:
+    """The predicted class (the most probable) and each class's probability, per row."""
+    probabilities = class_probabilities(scores)
+    labels = pd.Series(classes).to_numpy()[probabilities.argmax(axis=1)]
+    frame = pd.DataFrame(probabilities, columns=[f"probability_{c}" for c in classes])
+    frame.insert(0, "prediction", labels)
+    return frame
+
+
+def model_output(scores: np.ndarray, meta: dict) -> np.ndarray | pd.DataFrame:
+    """What the packaged model returns: the target on its own scale for regression; the
+    predicted class and the class probabilities for classification."""
+    if meta.get("task") in (None, "regression"):
+        return inverse_target(scores, meta["target_transform"])
+    return class_predictions(scores, meta["classes"])
+
+
 def build_features(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Turn raw rows into the model's feature frame, in ``spec.features`` order."""
     missing = [c for c in spec.inputs if c not in raw.columns]

@@ -49,14 +49,32 @@ def clean(frame: pd.DataFrame, params: FeaturizeParams) -> tuple[pd.DataFrame, d
     return frame.reset_index(drop=True), removed
 
 
-def split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded random train/test split."""
-    order = np.random.default_rng(seed).permutation(len(frame))
+def split(
+    frame: pd.DataFrame, test_size: float, seed: int, stratify_by: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded random train/test split, stratified by a column's values if one is named."""
     n_test = round(len(frame) * test_size)
     if n_test == 0 or n_test == len(frame):
         raise StageError(f"featurize: {len(frame)} rows cannot be split with test_size={test_size}")
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    if stratify_by is None:
+        test = np.random.default_rng(seed).permutation(len(frame))[:n_test]
+    else:
+        test = _stratified_test_rows(frame[stratify_by], n_test, seed)
+    test = np.sort(test)
+    train = np.setdiff1d(np.arange(len(frame)), test)
     return frame.iloc[train].reset_index(drop=True), frame.iloc[test].reset_index(drop=True)
+
+
+def _stratified_test_rows(labels: pd.Series, n_test: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import train_test_split
+
+    try:
+        _, test = train_test_split(
+            np.arange(len(labels)), test_size=n_test, random_state=seed, stratify=labels
+        )
+    except ValueError as exc:  # e.g. a class with a single row
+        raise StageError(f"featurize.stratify: cannot stratify by '{labels.name}': {exc}") from exc
+    return test
 
 
 def make_spec(train: pd.DataFrame, params: FeaturizeParams) -> FeatureSpec:
@@ -96,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = all_params.featurize
     raw = pd.read_parquet(args.data)
     cleaned, removed = clean(raw, params)
-    train_raw, test_raw = split(cleaned, params.test_size, all_params.seed)
+    stratify_by = params.target if params.stratify else None
+    train_raw, test_raw = split(cleaned, params.test_size, all_params.seed, stratify_by)
     spec = make_spec(train_raw, params)
     train, test = (
         featurize(train_raw, spec, params.target),

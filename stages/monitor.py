@@ -157,10 +157,16 @@ def read_batch(source: str) -> pd.DataFrame:
         raise StageError(str(exc), exit_code=INVALID) from exc
 
 
-def predict(model_uri: str, batch: pd.DataFrame) -> np.ndarray:
+def prediction_psi(model_uri: str, batch: pd.DataFrame, predictions: Path, bins: int) -> float:
+    """PSI of the model's predictions on the batch against its test-set predictions: binned
+    values for regression, class frequencies for classification."""
     import mlflow
 
-    return np.asarray(mlflow.pyfunc.load_model(model_uri).predict(batch), dtype=float)
+    output = mlflow.pyfunc.load_model(model_uri).predict(batch)
+    expected = pd.read_csv(predictions)["predicted"]
+    if isinstance(output, pd.DataFrame):  # classification: predicted class + probabilities
+        return categorical_psi(expected.astype(str), output["prediction"].astype(str))
+    return numeric_psi(expected.to_numpy(float), np.asarray(output, dtype=float), bins)
 
 
 def render_html(report: dict) -> str:
@@ -207,12 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 drifts = feature_drift(reference, build_features(batch, spec), spec, params)
             except FeatureError as exc:
                 raise StageError(f"monitor: {exc}", exit_code=INVALID) from exc
-            expected = pd.read_csv(params.predictions)["predicted"].to_numpy(float)
+            psi_value = prediction_psi(params.model, batch, Path(params.predictions), params.bins)
             prediction = Drift(
-                "(predictions)",
-                "prediction",
-                round(numeric_psi(expected, predict(params.model, batch), params.bins), 6),
-                params.prediction_psi_threshold,
+                "(predictions)", "prediction", round(psi_value, 6), params.prediction_psi_threshold
             )
             code, named = verdict(validation, [*drifts, prediction])
         report = {

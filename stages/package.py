@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages import cli
-from stages.features import FeatureSpec, build_features, inverse_target
+from stages.features import FeatureSpec, build_features, model_output
 from stages.files import atomic_dir, read_json, write_json
 from stages.params import load_params
 from stages.tracking import stage_run
@@ -29,6 +29,16 @@ SERVING_CODE = Path(__file__).with_name("serving.py")
 FEATURES_CODE = Path(__file__).with_name("features.py")
 RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "numexpr")
 SHIPPED_FEATURES = "pipeline_features"  # the module name serving.py imports
+# What the served model needs from train's summary (see serving.py).
+SERVED_SUMMARY = (
+    "task",
+    "spec",
+    "target",
+    "target_transform",
+    "classes",
+    "features",
+    "num_threads",
+)
 
 
 def input_example(raw: pd.DataFrame, spec: FeatureSpec, rows: int) -> pd.DataFrame:
@@ -91,24 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         pd.read_parquet(args.raw, columns=spec.inputs), spec, params.input_example_rows
     )
     booster = lgb.Booster(model_file=str(booster_path))
-    predictions = inverse_target(
-        booster.predict(build_features(example, spec)), summary["target_transform"]
+    meta = {key: summary.get(key) for key in SERVED_SUMMARY}
+    signature = infer_signature(
+        example, model_output(booster.predict(build_features(example, spec)), meta)
     )
-    signature = infer_signature(example, predictions)
     inputs = {"booster": booster_path, "summary": args.model_dir / "summary.json"}
     with (
         stage_run("package", params, inputs=inputs) as run,
         tempfile.TemporaryDirectory() as scratch,
     ):
-        meta = Path(scratch) / "metadata.json"
-        write_json(
-            {
-                k: summary[k]
-                for k in ("spec", "target", "target_transform", "features", "num_threads")
-            },
-            meta,
+        meta_path = Path(scratch) / "metadata.json"
+        write_json(meta, meta_path)
+        kwargs = model_kwargs(
+            booster_path, meta_path, code_package(Path(scratch)), example, signature
         )
-        kwargs = model_kwargs(booster_path, meta, code_package(Path(scratch)), example, signature)
         with atomic_dir(args.out) as build:
             mlflow.pyfunc.save_model(str(build), **kwargs)
         logged = mlflow.pyfunc.log_model(name="model", **kwargs)

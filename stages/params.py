@@ -63,6 +63,7 @@ class FeaturizeParams(_Section):
     row_filters: list[str] = Field(default_factory=list)
     derived: dict[str, str] = Field(default_factory=dict)
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    stratify: bool = False  # keep the target's class proportions in both parts
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> FeaturizeParams:
@@ -113,6 +114,33 @@ def _check_bounds(low: float, high: float, prior: str) -> None:
         raise ValueError(f"a log-uniform prior needs low > 0, got {low}")
 
 
+Task = Literal["regression", "binary", "multiclass"]
+AUTO = "auto"
+
+# LightGBM objectives and search metrics that fit each task; the first is the default ("auto").
+OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "regression": (
+        "regression",
+        "regression_l1",
+        "huber",
+        "fair",
+        "poisson",
+        "quantile",
+        "mape",
+        "gamma",
+        "tweedie",
+    ),
+    "binary": ("binary", "cross_entropy"),
+    "multiclass": ("multiclass", "multiclassova"),
+}
+SEARCH_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("rmse", "l2", "l1", "huber", "mape"),
+    "binary": ("binary_logloss", "auc", "average_precision", "binary_error"),
+    "multiclass": ("multi_logloss", "multi_error", "auc_mu"),
+}
+HIGHER_IS_BETTER = frozenset({"auc", "average_precision", "auc_mu"})
+
+
 class SearchParams(_Section):
     n_calls: Annotated[int, Field(ge=1)]
     n_initial_points: Annotated[int, Field(ge=1)]
@@ -122,17 +150,59 @@ class SearchParams(_Section):
     cv_folds: Annotated[int, Field(ge=2)] = 3
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
     max_rounds: Annotated[int, Field(ge=1)] = 1000
-    metric: Literal["rmse", "l2", "l1", "huber", "mape"] = "rmse"
+    metric: str = AUTO  # resolved per task by TrainParams; see SEARCH_METRICS
     space: dict[str, Dimension]
 
 
 class TrainParams(_Section):
-    objective: str = "regression"
+    task: Task = "regression"
+    positive_class: str | int | bool | None = None  # binary: the class F1 and curves are of
+    objective: str = AUTO
     target_transform: Literal["none", "log1p"] = "none"
     num_threads: Annotated[int, Field(ge=0)] = 0
     fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
     feature_sets: dict[str, Annotated[list[str], Field(min_length=1)]]
     search: SearchParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_auto(cls, data: Any) -> Any:
+        """``auto`` objective and search metric become the task's defaults."""
+        if not isinstance(data, dict):
+            return data
+        task = data.get("task", "regression")
+        if task not in OBJECTIVES:
+            return data  # the field validator reports it
+        data = dict(data)
+        if data.get("objective", AUTO) == AUTO:
+            data["objective"] = OBJECTIVES[task][0]
+        search = data.get("search")
+        if isinstance(search, dict) and search.get("metric", AUTO) == AUTO:
+            data["search"] = {**search, "metric": SEARCH_METRICS[task][0]}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> TrainParams:
+        task = self.task
+        if self.objective not in OBJECTIVES[task]:
+            raise ValueError(
+                f"objective '{self.objective}' does not fit task '{task}' "
+                f"(use one of {list(OBJECTIVES[task])}, or auto)"
+            )
+        if self.search.metric not in SEARCH_METRICS[task]:
+            raise ValueError(
+                f"search.metric '{self.search.metric}' does not fit task '{task}' "
+                f"(use one of {list(SEARCH_METRICS[task])}, or auto)"
+            )
+        if self.positive_class is not None and task != "binary":
+            raise ValueError(f"positive_class applies to a binary task, not to '{task}'")
+        if task != "regression" and self.target_transform != "none":
+            raise ValueError(f"target_transform must be 'none' for a {task} task")
+        return self
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
 
     @model_validator(mode="after")
     def _feature_set_dimension_is_known(self) -> TrainParams:

@@ -4,7 +4,8 @@ Each step asks the optimizer for ``batch_size`` points (a hyperparameter set tog
 feature set), evaluates them — in ``n_jobs`` worker processes, with LightGBM's threads split so
 that workers x threads never exceed the cores — and tells it the CV scores in trial order. The
 points depend on the seed and the batch size only, and LightGBM's trees do not depend on its
-thread count, so the result is the same whatever ``n_jobs`` is.
+thread count, so the result is the same whatever ``n_jobs`` is. Scores are losses: a metric
+where higher is better (AUC) is negated. Classification uses stratified folds.
 
 Every finished trial is appended to a checkpoint (JSON lines, keyed by a hash of the search
 params and the data). A run killed part-way and started again with the same params replays
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from stages.errors import StageError
-from stages.params import CategoricalDim, IntegerDim, SearchParams, TrainParams
+from stages.params import HIGHER_IS_BETTER, CategoricalDim, IntegerDim, SearchParams, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,16 @@ def skopt_space(search: SearchParams) -> list:
     return dims
 
 
-def lgb_params(point: dict[str, Any], train: TrainParams, seed: int, threads: int) -> dict:
+def lgb_params(
+    point: dict[str, Any], train: TrainParams, seed: int, threads: int, num_class: int = 1
+) -> dict:
     """LightGBM parameters for one point of the search space (feature set excluded)."""
     hyper = {k: v for k, v in point.items() if k != FEATURE_SET}
+    classes = {"num_class": num_class} if train.task == "multiclass" else {}
     return {
         "objective": train.objective,
         "metric": train.search.metric,
+        **classes,
         "seed": seed,
         "deterministic": True,
         "force_col_wise": True,
@@ -133,6 +138,11 @@ def _stable(value: float) -> float:
     return float(f"{float(value):.10g}")
 
 
+def loss(metric: str, value: float) -> float:
+    """The search minimises: metrics where higher is better (AUC) are negated."""
+    return -value if metric in HIGHER_IS_BETTER else value
+
+
 def to_native(value: Any) -> Any:
     """numpy scalars (as skopt returns them) to plain Python values."""
     return value.item() if isinstance(value, np.generic) else value
@@ -147,12 +157,13 @@ class CrossValidator:
     def __init__(
         self, frame: pd.DataFrame, y: np.ndarray, train: TrainParams, seed: int, threads: int
     ) -> None:
-        from sklearn.model_selection import KFold
+        from sklearn.model_selection import KFold, StratifiedKFold
 
         self.frame, self.y, self.train, self.seed, self.threads = frame, y, train, seed, threads
-        self.folds = list(
-            KFold(train.search.cv_folds, shuffle=True, random_state=seed).split(frame)
-        )
+        self.num_class = int(y.max()) + 1 if train.is_classification and len(y) else 1
+        splitter = StratifiedKFold if train.is_classification else KFold
+        folds = splitter(train.search.cv_folds, shuffle=True, random_state=seed)
+        self.folds = list(folds.split(frame, y))
         self._datasets: dict[tuple[str, ...], Any] = {}
 
     def dataset(self, columns: list[str]) -> Any:
@@ -175,7 +186,7 @@ class CrossValidator:
         search = self.train.search
         columns = feature_columns(self.train, point, self.frame.columns)
         result = lgb.cv(
-            lgb_params(point, self.train, self.seed, self.threads),
+            lgb_params(point, self.train, self.seed, self.threads, self.num_class),
             self.dataset(columns),
             num_boost_round=search.max_rounds,
             folds=self.folds,
@@ -184,7 +195,8 @@ class CrossValidator:
         )
         mean = result[f"valid {search.metric}-mean"]
         std = result[f"valid {search.metric}-stdv"]
-        return _stable(mean[-1]), _stable(std[-1]), len(mean), result["cvbooster"]
+        score = loss(search.metric, _stable(mean[-1]))
+        return score, _stable(std[-1]), len(mean), result["cvbooster"]
 
     def trial(self, number: int, point: dict[str, Any]) -> Trial:
         start = time.perf_counter()
@@ -192,9 +204,12 @@ class CrossValidator:
         return Trial(number, point, score, std, best_iteration, time.perf_counter() - start)
 
     def out_of_fold(self, point: dict[str, Any], cvbooster: Any, best_iteration: int) -> np.ndarray:
-        """Predictions for every training row from the fold model that did not see it."""
+        """Predictions for every training row from the fold model that did not see it
+        (class probabilities, one column per class, for a multiclass task)."""
         columns = feature_columns(self.train, point, self.frame.columns)
-        predictions = np.empty(len(self.frame))
+        rows = len(self.frame)
+        shape = (rows, self.num_class) if self.train.task == "multiclass" else rows
+        predictions = np.empty(shape)
         for (_, held_out), booster in zip(self.folds, cvbooster.boosters, strict=True):
             predictions[held_out] = booster.predict(
                 self.frame.iloc[held_out][columns],

@@ -19,8 +19,12 @@ BOOSTER = "booster"
 METADATA = "metadata"
 
 
-class TabularRegressor(PythonModel):
-    """A LightGBM booster behind the pipeline's own featurization."""
+class TabularModel(PythonModel):
+    """A LightGBM booster behind the pipeline's own featurization.
+
+    Regression: the predicted target, on its own scale. Classification: a frame with the
+    predicted class (``prediction``) and one ``probability_<class>`` column per class.
+    """
 
     def load_context(self, context) -> None:
         import lightgbm as lgb
@@ -30,15 +34,15 @@ class TabularRegressor(PythonModel):
         with open(context.artifacts[METADATA]) as handle:
             meta = json.load(handle)
         self._spec = FeatureSpec(**meta["spec"])
-        self._transform = meta["target_transform"]
+        self._meta = meta
         self._threads = int(meta.get("num_threads", 1))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        from pipeline_features import build_features, inverse_target
+        from pipeline_features import build_features, model_output
 
         features = build_features(pd.DataFrame(model_input), self._spec)
         raw = self._booster.predict(features, num_threads=self._threads, validate_features=True)
-        return inverse_target(raw, self._transform)
+        return model_output(raw, self._meta)
 
 
-mlflow.models.set_model(TabularRegressor())
+mlflow.models.set_model(TabularModel())

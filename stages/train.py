@@ -1,5 +1,6 @@
 """Stage ``train``: Bayesian search (scikit-optimize) over LightGBM hyperparameters and
-feature sets, refit of the best configuration, one evaluation on the test part.
+feature sets, refit of the best configuration, one evaluation on the test part. The task is
+regression, binary or multiclass classification (``train.task``).
 
 For each point the optimizer asks for (a hyperparameter set and a feature set), LightGBM runs
 k-fold cross-validation on the training part with early stopping on the held-out folds; the
@@ -22,9 +23,21 @@ import pandas as pd
 
 from stages import cli
 from stages.errors import StageError
-from stages.features import FeatureSpec, inverse_target, transform_target
+from stages.features import (
+    FeatureSpec,
+    class_predictions,
+    class_probabilities,
+    inverse_target,
+    transform_target,
+)
 from stages.files import file_md5, write_csv, write_json, write_with
-from stages.params import Params, load_params
+from stages.metrics import (
+    classification_metrics,
+    precision_recall_frame,
+    regression_metrics,
+    roc_frame,
+)
+from stages.params import Params, TrainParams, load_params
 from stages.search import (
     Checkpoint,
     CrossValidator,
@@ -35,6 +48,7 @@ from stages.search import (
     feature_set_name,
     history_frame,
     lgb_params,
+    loss,
     run_search,
     thread_count,
 )
@@ -42,20 +56,89 @@ from stages.tracking import StageRun, stage_run
 
 log = logging.getLogger(__name__)
 
-# ---- metrics ------------------------------------------------------------------------------
+# ---- target ------------------------------------------------------------------------------
 
 
-def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE, R² and MAPE (in %) on the original target scale."""
-    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
-    error = predicted - actual
-    total = np.sum((actual - actual.mean()) ** 2)
-    nonzero = actual != 0
+def target_classes(values: pd.Series, train: TrainParams, target: str) -> list:
+    """The classes as learned from the training part, sorted, the positive class of a binary
+    task last; a class's index is its label."""
+    task = train.task
+    distinct = pd.unique(values.dropna()).tolist()
+    try:
+        classes = sorted(distinct)
+    except TypeError:  # mixed types: order by text
+        classes = sorted(distinct, key=str)
+    if len(classes) < 2 or (task == "binary" and len(classes) != 2):
+        shown = classes[:10] + (["..."] if len(classes) > 10 else [])
+        raise StageError(
+            f"train: task '{task}' needs {'two' if task == 'binary' else 'two or more'} "
+            f"classes, target '{target}' has {len(classes)}: {shown}"
+        )
+    if train.positive_class is not None:
+        positive = [c for c in classes if str(c) == str(train.positive_class)]
+        if not positive:
+            raise StageError(
+                f"train.positive_class '{train.positive_class}' is not a class of target "
+                f"'{target}': {classes}"
+            )
+        classes = [c for c in classes if c != positive[0]] + positive
+    return classes
+
+
+def encode_labels(values: pd.Series, classes: list, part: str) -> np.ndarray:
+    """Class indexes; a value the training part does not have stops the stage."""
+    codes = pd.Categorical(values, categories=classes).codes
+    unseen = pd.unique(values[codes < 0]).tolist()
+    if unseen:
+        raise StageError(
+            f"train: the {part} part has target value(s) the training part has not: "
+            f"{unseen[:10]} (set featurize.stratify: true to keep every class in both parts)"
+        )
+    return codes.astype(int)
+
+
+def learned_target(
+    values: pd.Series, train: TrainParams, classes: list | None, part: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(actual, y): the target to score against, and the target LightGBM fits."""
+    if classes is not None:
+        labels = encode_labels(values, classes, part)
+        return labels, labels
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise StageError(
+            f"train: target '{values.name}' is not numeric ({values.dtype}); for class labels "
+            "set train.task to binary or multiclass"
+        )
+    actual = values.to_numpy(dtype=float)
+    return actual, transform_target(actual, train.target_transform)
+
+
+def quality(train: TrainParams, actual: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The task's metrics of raw model scores against the actual target (or labels)."""
+    if train.is_classification:
+        return classification_metrics(actual, class_probabilities(scores))
+    return regression_metrics(actual, inverse_target(scores, train.target_transform))
+
+
+def plot_frames(
+    train: TrainParams, values: pd.Series, labels: np.ndarray, scores: np.ndarray, classes
+) -> dict[str, pd.DataFrame]:
+    """Test-set plot data: predicted vs actual; for classification also ROC, precision-recall
+    and the confusion matrix."""
+    if not train.is_classification:
+        predicted = inverse_target(scores, train.target_transform)
+        return {
+            "predictions.csv": pd.DataFrame({"actual": values.to_numpy(), "predicted": predicted})
+        }
+    output = class_predictions(scores, classes)
+    predictions = output.rename(columns={"prediction": "predicted"})
+    predictions.insert(0, "actual", values.to_numpy())
+    probabilities = class_probabilities(scores)
     return {
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": float(1 - np.sum(error**2) / total) if total > 0 else float("nan"),
-        "mape": float(100 * np.mean(np.abs(error[nonzero] / actual[nonzero]))),
+        "predictions.csv": predictions,
+        "confusion.csv": predictions[["actual", "predicted"]],
+        "roc.csv": roc_frame(labels, probabilities),
+        "precision_recall.csv": precision_recall_frame(labels, probabilities),
     }
 
 
@@ -107,12 +190,11 @@ def log_trial(run: StageRun, trial: Trial) -> None:
     )
 
 
-def _load_split(folder: Path, target: str, how: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    frame = pd.read_parquet(folder)
+def _load_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    frame = pd.read_parquet(path)
     if target not in frame:
-        raise StageError(f"train: target column '{target}' is not in {folder}")
-    actual = frame.pop(target).to_numpy(dtype=float)
-    return frame, actual, transform_target(actual, how)
+        raise StageError(f"train: target column '{target}' is not in {path}")
+    return frame, frame.pop(target)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,13 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_cfg, target = params.train, params.featurize.target
     threads = thread_count(train_cfg.num_threads)
     spec = FeatureSpec.from_json(args.features / "spec.json")
-    x_train, y_train_raw, y_train = _load_split(
-        args.features / "train.parquet", target, train_cfg.target_transform
-    )
-    x_test, y_test_raw, _ = _load_split(
-        args.features / "test.parquet", target, train_cfg.target_transform
-    )
     inputs = {"train": args.features / "train.parquet", "test": args.features / "test.parquet"}
+    x_train, values_train = _load_split(inputs["train"], target)
+    x_test, values_test = _load_split(inputs["test"], target)
+    classes = (
+        target_classes(values_train, train_cfg, target) if train_cfg.is_classification else None
+    )
+    actual_train, y_train = learned_target(values_train, train_cfg, classes, "training")
+    actual_test, _ = learned_target(values_test, train_cfg, classes, "test")
     key = checkpoint_key(train_cfg, params.seed, file_md5(inputs["train"]))
     checkpoint = Checkpoint(args.checkpoint_dir / f"{key}.jsonl")
     if checkpoint.trials:
@@ -147,27 +230,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         best = best_trial(trials)
         cv = CrossValidator(x_train, y_train, train_cfg, params.seed, threads)
         _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
-        oof = inverse_target(
-            cv.out_of_fold(best.point, boosters, best.best_iteration), train_cfg.target_transform
-        )
+        oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
         columns = feature_columns(train_cfg, best.point, x_train.columns)
-        final_params = lgb_params(best.point, train_cfg, params.seed, threads)
+        final_params = lgb_params(best.point, train_cfg, params.seed, threads, cv.num_class)
         booster = refit(x_train, y_train, columns, final_params, best.best_iteration)
-        predicted = inverse_target(
-            booster.predict(x_test[columns], num_threads=threads), train_cfg.target_transform
-        )
+        test_scores = booster.predict(x_test[columns], num_threads=threads)
+        metric = train_cfg.search.metric
         metrics = {
             "cv": {
-                **regression_metrics(y_train_raw, oof),
-                f"search_{train_cfg.search.metric}": best.score,
+                **quality(train_cfg, actual_train, oof),
+                f"search_{metric}": loss(metric, best.score),
             },
-            "test": regression_metrics(y_test_raw, predicted),
+            "test": quality(train_cfg, actual_test, test_scores),
             "best_iteration": best.best_iteration,
             "trials": len(trials),
         }
         summary = {
+            "task": train_cfg.task,
             "target": target,
             "target_transform": train_cfg.target_transform,
+            "classes": classes,
             "feature_set": feature_set_name(train_cfg, best.point),
             "features": columns,
             "spec": asdict(spec.select(columns)),
@@ -180,10 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(metrics, args.metrics)
         write_csv(history_frame(trials), args.plots_dir / "search.csv")
         write_csv(importance_frame(booster), args.plots_dir / "importance.csv")
-        write_csv(
-            pd.DataFrame({"actual": y_test_raw, "predicted": predicted}),
-            args.plots_dir / "predictions.csv",
-        )
+        plots = plot_frames(train_cfg, values_test, actual_test, test_scores, classes)
+        for name, frame in plots.items():
+            write_csv(frame, args.plots_dir / name)
         run.log_params({f"best.{k}": v for k, v in best.point.items()})
         run.log_metrics({**metrics, "trials_reused": sum(t.reused for t in trials)})
         run.log_series(

@@ -41,6 +41,19 @@ def synthetic_regression() -> tuple[pd.DataFrame, np.ndarray]:
 
 
 @pytest.fixture
+def synthetic_classes() -> tuple[pd.DataFrame, np.ndarray]:
+    """A learnable three-class table: the class follows carat bands, shifted by cut."""
+    rng = np.random.default_rng(1)
+    n = 600
+    carat = rng.uniform(0.2, 2.5, n)
+    cut = rng.choice(["Fair", "Good", "Ideal"], n)
+    shift = pd.Series(cut).map({"Fair": -0.2, "Good": 0.0, "Ideal": 0.2}).to_numpy()
+    size = np.digitize(carat + shift + rng.normal(0, 0.1, n), [0.9, 1.6])
+    frame = pd.DataFrame({"carat": carat, "cut": pd.Categorical(cut), "noise": rng.normal(size=n)})
+    return frame, size
+
+
+@pytest.fixture
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point MLflow at a SQLite file in the test's temporary folder."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -72,6 +72,42 @@ def test_feature_set_dimension_must_name_defined_sets(tmp_path):
         load_params(_write(tmp_path, edit))
 
 
+def test_auto_objective_and_metric_follow_the_task(tmp_path):
+    def binary(d):
+        d["train"].update(task="binary", target_transform="none")
+
+    params = load_params(_write(tmp_path, binary)).train
+    assert (params.objective, params.search.metric) == ("binary", "binary_logloss")
+    assert params.is_classification
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d["train"].update(task="binary", target_transform="none", objective="huber"),
+            "objective 'huber' does not fit task 'binary'",
+        ),
+        (
+            lambda d: (
+                d["train"].update(task="multiclass", target_transform="none")
+                or d["train"]["search"].update(metric="rmse")
+            ),
+            "search.metric 'rmse' does not fit task 'multiclass'",
+        ),
+        (
+            lambda d: d["train"].update(task="binary"),
+            "target_transform must be 'none' for a binary task",
+        ),
+        (lambda d: d["train"].update(task="ranking"), "train.task"),
+    ],
+)
+def test_settings_that_do_not_fit_the_task_are_named(tmp_path, edit, expected):
+    with pytest.raises(StageError) as err:
+        load_params(_write(tmp_path, edit))
+    assert expected in str(err.value)
+
+
 def test_broken_yaml_is_reported(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train: [unclosed\n")

@@ -13,16 +13,18 @@ from stages.search import (
     feature_columns,
     history_frame,
     lgb_params,
+    loss,
     run_search,
     skopt_space,
     worker_plan,
 )
 
 
-def train_params(**search) -> TrainParams:
+def train_params(task: str = "regression", **search) -> TrainParams:
     return TrainParams.model_validate(
         {
-            "target_transform": "log1p",
+            "task": task,
+            "target_transform": "log1p" if task == "regression" else "none",
             "num_threads": 1,
             "feature_sets": {"all": ["carat", "cut", "noise"], "carat": ["carat"]},
             "search": {
@@ -149,3 +151,32 @@ def test_out_of_fold_predictions_cover_every_row(synthetic_regression):
     _, _, best_iteration, boosters = cv.evaluate(point)
     oof = cv.out_of_fold(point, boosters, best_iteration)
     assert oof.shape == (len(frame),) and np.isfinite(oof).all()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_classification_search_uses_stratified_folds_and_log_loss(synthetic_classes, task):
+    frame, size = synthetic_classes
+    labels = (size > 0).astype(int) if task == "binary" else size
+    params = train_params(task)
+    trials = run_search(frame, labels, params, 7, 1)
+    assert params.search.metric == ("binary_logloss" if task == "binary" else "multi_logloss")
+    assert 0 < best_trial(trials).score < 0.5  # far below a coin's log loss (0.69)
+    cv = CrossValidator(frame, labels, params, 7, 1)
+    for _, held_out in cv.folds:  # every fold holds each class in about its share
+        share = np.bincount(labels[held_out]) / len(held_out)
+        assert np.allclose(share, np.bincount(labels) / len(labels), atol=0.02)
+    best = best_trial(trials)
+    _, _, _, boosters = cv.evaluate(best.point)
+    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
+    assert oof.shape == ((len(frame),) if task == "binary" else (len(frame), 3))
+    assert lgb_params(best.point, params, 7, 1, cv.num_class).get("num_class") == (
+        3 if task == "multiclass" else None
+    )
+
+
+def test_auc_is_maximised_as_a_negated_loss(synthetic_classes):
+    frame, size = synthetic_classes
+    labels = (size > 0).astype(int)
+    trials = run_search(frame, labels, train_params("binary", metric="auc"), 7, 1)
+    assert all(-1 <= t.score < -0.9 for t in trials)  # an AUC above 0.9, negated
+    assert loss("auc", loss("auc", 0.95)) == 0.95 and loss("rmse", 0.3) == 0.3
