@@ -30,6 +30,7 @@ class FeatureSpec:
     categories: dict[str, list[str]] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)  # feature order; empty: inputs + derived
+    nullable: list[str] = field(default_factory=list)  # inputs with missing values in training
 
     @property
     def features(self) -> list[str]:
@@ -43,7 +44,8 @@ class FeatureSpec:
         derived = {name: expr for name, expr in self.derived.items() if name in features}
         inputs = [c for c in self.inputs if c in features or _used_by(c, derived)]
         categories = {c: levels for c, levels in self.categories.items() if c in inputs}
-        return FeatureSpec(inputs, categories, derived, output=list(features))
+        nullable = [c for c in self.nullable if c in inputs]
+        return FeatureSpec(inputs, categories, derived, list(features), nullable)
 
     def to_json(self, path: Path) -> None:
         """Write as JSON, keeping the order of ``derived`` (it is the feature order)."""
@@ -97,6 +99,69 @@ def model_output(scores: np.ndarray, meta: dict) -> np.ndarray | pd.DataFrame:
     if meta.get("task") in (None, "regression"):
         return inverse_target(scores, meta["target_transform"])
     return class_predictions(scores, meta["classes"])
+
+
+def check_request(
+    raw: pd.DataFrame, spec: FeatureSpec, max_rows: int, unseen: str = "reject"
+) -> pd.DataFrame:
+    """Rows sent to the model, checked against what it was trained on.
+
+    Refuses, naming the columns and values: no rows, more than ``max_rows``, missing or
+    unexpected columns, text in a numeric column, a missing value in a column that had none in
+    training, and (``unseen="reject"``) a category value the training part did not have. With
+    ``unseen="missing"`` such a value is treated as missing. Returns the rows with numeric
+    columns as numbers.
+    """
+    if len(raw) == 0:
+        raise FeatureError("the request holds no rows")
+    if len(raw) > max_rows:
+        raise FeatureError(f"the request holds {len(raw)} rows, more than {max_rows}: split it")
+    missing = [c for c in spec.inputs if c not in raw.columns]
+    extra = [str(c) for c in raw.columns if c not in spec.inputs]
+    if missing or extra:
+        raise FeatureError(
+            "; ".join(
+                [f"missing column(s): {missing}"] * bool(missing)
+                + [f"unexpected column(s): {extra}"] * bool(extra)
+            )
+            + f" (the model takes: {spec.inputs})"
+        )
+    rows, problems = raw.loc[:, spec.inputs].copy(), []
+    for column in spec.inputs:
+        absent = rows[column].isna()
+        if column not in spec.categories:
+            numbers = pd.to_numeric(rows[column], errors="coerce")
+            wrong = numbers.isna() & ~absent
+            if wrong.any():
+                problems.append(
+                    f"column '{column}' must be numeric, got {_examples(rows, column, wrong)}"
+                )
+            rows[column] = numbers
+        elif unseen == "reject":
+            text = rows[column].astype("string")
+            new = ~absent & ~text.isin(spec.categories[column])
+            if new.any():
+                problems.append(
+                    f"column '{column}' has value(s) the model was not trained on: "
+                    f"{_examples(rows, column, new)} (known: {spec.categories[column][:20]})"
+                )
+        if absent.any() and column not in spec.nullable:
+            problems.append(
+                f"column '{column}' has missing values (rows {_rows(absent)}); "
+                "the model was trained without any"
+            )
+    if problems:
+        raise FeatureError("; ".join(problems))
+    return rows
+
+
+def _rows(mask: pd.Series, limit: int = 5) -> list[int]:
+    return np.flatnonzero(mask.to_numpy())[:limit].tolist()
+
+
+def _examples(rows: pd.DataFrame, column: str, mask: pd.Series, limit: int = 5) -> str:
+    where = np.flatnonzero(mask.to_numpy())[:limit]
+    return ", ".join(f"{rows[column].iloc[i]!r} (row {i})" for i in where)
 
 
 def build_features(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

@@ -87,6 +87,7 @@ def make_spec(train: pd.DataFrame, params: FeaturizeParams) -> FeatureSpec:
         inputs=inputs,
         categories=category_levels(train, params.categorical),
         derived=dict(params.derived),
+        nullable=[c for c in inputs if train[c].isna().any()],
     )
 
 

@@ -8,20 +8,37 @@ the output folder (a DVC output, servable with ``mlflow models serve``) and logg
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from stages import cli
-from stages.features import FeatureSpec, build_features, model_output
-from stages.files import atomic_dir, read_json, write_json
-from stages.params import load_params
-from stages.tracking import stage_run
+from stages.errors import StageError
+from stages.features import FeatureSpec
+from stages.files import atomic_dir, file_md5, read_json, write_json, write_text
+from stages.metrics import classification_metrics, regression_metrics
+from stages.params import Params, load_params
+from stages.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    decision_record,
+    gate_decision,
+    locked_hashes,
+    set_champion,
+    version_by_alias,
+)
+from stages.tracking import BOOSTER_TAG, git_state, repo_root, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +84,117 @@ def code_package(folder: Path) -> Path:
     return module
 
 
-def model_kwargs(booster: Path, meta: Path, code: Path, example: pd.DataFrame, signature) -> dict:
+def model_kwargs(booster: Path, meta: Path, code: Path, example: pd.DataFrame) -> dict:
     return {
         "python_model": str(SERVING_CODE),
         "artifacts": {"booster": str(booster), "metadata": str(meta)},
         "code_paths": [str(code)],
-        "signature": signature,
+        "signature": False,  # the model checks requests itself (MLflow drops extra columns)
         "input_example": example,
         "pip_requirements": pip_requirements(),
     }
+
+
+# ---- the gate's evaluation -----------------------------------------------------------------
+
+
+def held_out_rows(features_dir: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The test part as raw input rows (every input column featurize kept) and the target."""
+    inputs = FeatureSpec.from_json(features_dir / "spec.json").inputs
+    test = pd.read_parquet(features_dir / "test.parquet", columns=[*inputs, target])
+    return test[inputs], test[target]
+
+
+def held_out_quality(output: Any, actual: pd.Series, task: str) -> dict[str, float]:
+    """A packaged model's test metrics from its output on the held-out rows."""
+    if task == "regression":
+        return regression_metrics(actual.to_numpy(float), np.asarray(output, dtype=float))
+    columns = [c for c in output.columns if c.startswith("probability_")]
+    classes = [c.removeprefix("probability_") for c in columns]
+    labels = actual.astype(str).map({c: i for i, c in enumerate(classes)})
+    if labels.isna().any():
+        unknown = sorted(set(actual.astype(str)) - set(classes))
+        raise StageError(f"package: the model does not predict class(es) {unknown}")
+    return classification_metrics(labels.to_numpy(int), output[columns].to_numpy(float))
+
+
+def evaluate(model: Any, rows: pd.DataFrame, actual: pd.Series, task: str) -> dict[str, float]:
+    """Score a loaded pyfunc model (of this pipeline) on the held-out rows it needs."""
+    inner = model.unwrap_python_model()
+    return held_out_quality(inner.score(rows[inner.input_columns]), actual, task)
+
+
+# ---- lineage and the model card ------------------------------------------------------------
+
+
+def params_digest(params: Params) -> str:
+    text = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def train_run_id(client: Any, experiment_id: str, booster_md5: str) -> str:
+    """The train run that wrote this booster (it tags its runs with the booster's MD5)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{BOOSTER_TAG}` = '{booster_md5}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else ""
+
+
+def model_card(
+    name: str,
+    version: str,
+    summary: dict,
+    metrics: dict,
+    decision: Decision,
+    params: Params,
+    tags: dict[str, str],
+) -> str:
+    """A short Markdown model card."""
+    pkg = params.package
+    table = "\n".join(
+        f"| {metric} | {metrics['cv'].get(metric, float('nan')):.6g} | {value:.6g} |"
+        for metric, value in metrics["test"].items()
+    )
+    best = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in summary["best_trial"]["point"].items()
+    )
+    limits = "\n".join(f"- {item}" for item in pkg.limitations) or "- (none stated)"
+    verdict = "promoted to champion" if decision.promote else "champion kept"
+    unseen = "refused" if pkg.unseen_categories == "reject" else "treated as missing"
+    raw, features = tags.get("data.raw.md5", "?"), tags.get("data.features.md5", "?")
+    model, digest = tags.get("model.lgbm.md5", "?"), tags["params.sha256"][:16]
+    return f"""# Model card: {name} v{version}
+
+**Task:** {summary.get("task", "regression")} on `{summary["target"]}`
+({params.train.objective} objective). **Gate:** {verdict} — {decision.reason}.
+
+## Intended use
+{pkg.intended_use or "(not stated: set package.intended_use)"}
+
+## Data
+- Raw data MD5 `{raw}`, features `{features}`, model `{model}` (dvc.lock);
+  params SHA-256 `{digest}`
+- Git commit `{tags.get("git.commit", "?")}`, DVC experiment `{tags.get("dvc.exp_name") or "-"}`,
+  train run `{tags.get("train.run_id") or "?"}`
+- Validation report: `{tags.get("validation.report", "?")}`
+
+## Model
+- Feature set `{summary["feature_set"]}`: {", ".join(summary["features"])}
+- Best parameters: {best}; {summary["best_trial"]["best_iteration"]} trees
+- Requests: unseen category values are {unseen}; at most {pkg.max_batch_rows:,} rows each
+
+## Metrics
+| metric | CV (out of fold) | test |
+|---|---|---|
+{table}
+
+## Known limits
+{limits}
+"""
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -83,43 +202,97 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--model-dir", type=Path, required=True, help="train's output folder")
     parser.add_argument("--raw", type=Path, required=True, help="raw table (input example)")
+    parser.add_argument("--features", type=Path, required=True, help="featurize's output folder")
+    parser.add_argument("--metrics", type=Path, required=True, help="train's metrics JSON")
+    parser.add_argument("--validation", type=Path, required=True, help="raw validation report")
     parser.add_argument("--out", type=Path, required=True, help="MLflow model folder to write")
+    parser.add_argument("--decision", type=Path, required=True, help="gate decision JSON")
+    parser.add_argument("--card", type=Path, required=True, help="model card Markdown")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import lightgbm as lgb
     import mlflow
-    from mlflow.models import infer_signature
 
     args = _parse_args(argv)
-    params = load_params(args.params).package
+    params = load_params(args.params)
+    pkg, task, name = params.package, params.train.task, params.package.model_name
     summary = read_json(args.model_dir / "summary.json")
     spec = FeatureSpec(**summary["spec"])
     booster_path = args.model_dir / "booster.txt"
     example = input_example(
-        pd.read_parquet(args.raw, columns=spec.inputs), spec, params.input_example_rows
+        pd.read_parquet(args.raw, columns=spec.inputs), spec, pkg.input_example_rows
     )
-    booster = lgb.Booster(model_file=str(booster_path))
-    meta = {key: summary.get(key) for key in SERVED_SUMMARY}
-    signature = infer_signature(
-        example, model_output(booster.predict(build_features(example, spec)), meta)
-    )
+    meta = {key: summary.get(key) for key in SERVED_SUMMARY} | {
+        "max_batch_rows": pkg.max_batch_rows,
+        "unseen_categories": pkg.unseen_categories,
+    }
+    rows, actual = held_out_rows(args.features, params.featurize.target)
     inputs = {"booster": booster_path, "summary": args.model_dir / "summary.json"}
     with (
-        stage_run("package", params, inputs=inputs) as run,
+        stage_run("package", pkg, inputs=inputs) as run,
         tempfile.TemporaryDirectory() as scratch,
     ):
         meta_path = Path(scratch) / "metadata.json"
         write_json(meta, meta_path)
-        kwargs = model_kwargs(
-            booster_path, meta_path, code_package(Path(scratch)), example, signature
-        )
+        kwargs = model_kwargs(booster_path, meta_path, code_package(Path(scratch)), example)
         with atomic_dir(args.out) as build:
             mlflow.pyfunc.save_model(str(build), **kwargs)
-        logged = mlflow.pyfunc.log_model(name="model", **kwargs)
-        run.set_tags({"model.uri": logged.model_uri, "model.name": params.model_name})
-    log.info("packaged model in %s (logged as %s)", args.out, logged.model_uri)
+        challenger = evaluate(mlflow.pyfunc.load_model(str(args.out)), rows, actual, task)
+        logged = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
+        version = str(logged.registered_model_version)
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        run.log_artifact(args.validation, "validation")
+        tags = {
+            **git_state(repo_root()),
+            "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+            **locked_hashes(Path("dvc.lock")),
+            "params.sha256": params_digest(params),
+            "train.run_id": train_run_id(client, run.experiment_id, file_md5(booster_path)),
+            "validation.report": f"runs:/{run.run_id}/validation/{args.validation.name}",
+            "validation.md5": file_md5(args.validation),
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        current = version_by_alias(client, name, CHAMPION)
+        champion = (
+            evaluate(
+                mlflow.pyfunc.load_model(f"models:/{name}/{current.version}"), rows, actual, task
+            )
+            if current is not None
+            else None
+        )
+        decision = gate_decision(
+            challenger,
+            champion,
+            pkg.gate,
+            params.gate_metric,
+            current.version if current is not None else None,
+        )
+        if decision.promote:
+            set_champion(client, name, version)
+        client.set_model_version_tag(name, version, "gate.decision", decision.reason)
+        card = model_card(name, version, summary, read_json(args.metrics), decision, params, tags)
+        client.update_model_version(name, version, description=card)
+        write_json(decision_record(decision, version), args.decision)
+        write_text(card, args.card)
+        run.log_metrics(
+            {
+                "gate.promoted": int(decision.promote),
+                f"held_out.{decision.metric}": decision.challenger,
+            }
+        )
+        run.set_tags({"model.uri": logged.model_uri, "model.name": name, "model.version": version})
+        run.log_artifact(args.card)
+        run.log_artifact(args.decision)
+    log.info(
+        "%s v%s: %s (%s)",
+        name,
+        version,
+        "champion" if decision.promote else "challenger",
+        decision.reason,
+    )
     return 0
 
 

@@ -220,9 +220,30 @@ class TrainParams(_Section):
         return self
 
 
+# Test-set metrics of each kind of task (reports/metrics.json), and which are better higher.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("rmse", "mae", "r2", "mape"),
+    "classification": ("log_loss", "roc_auc", "accuracy", "f1"),
+}
+QUALITY_HIGHER_IS_BETTER = frozenset({"r2", "roc_auc", "accuracy", "f1"})
+
+
+class GateParams(_Section):
+    """When a new model version replaces the champion (see ``stages.registry``)."""
+
+    metric: str = AUTO  # auto: rmse (regression) or log_loss (classification)
+    margin: Annotated[float, Field(ge=0)] = 0.0  # relative improvement the challenger needs
+    thresholds: dict[str, float] = Field(default_factory=dict)  # metric: bound every champion meets
+
+
 class PackageParams(_Section):
     model_name: str
     input_example_rows: Annotated[int, Field(ge=1, le=100)] = 5
+    max_batch_rows: Annotated[int, Field(ge=1)] = 100_000
+    unseen_categories: Literal["reject", "missing"] = "reject"
+    gate: GateParams = Field(default_factory=GateParams)
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
 
 
 class MonitorParams(_Section):
@@ -246,6 +267,28 @@ class Params(_Section):
     train: TrainParams
     package: PackageParams
     monitor: MonitorParams
+
+    @model_validator(mode="after")
+    def _gate_metrics_fit_the_task(self) -> Params:
+        known = task_metrics(self.train.task)
+        gate = self.package.gate
+        named = ([gate.metric] if gate.metric != AUTO else []) + list(gate.thresholds)
+        unknown = [m for m in named if m not in known]
+        if unknown:
+            raise ValueError(
+                f"package.gate names metric(s) {unknown} that a {self.train.task} task does not "
+                f"report (use {list(known)})"
+            )
+        return self
+
+    @property
+    def gate_metric(self) -> str:
+        metric = self.package.gate.metric
+        return task_metrics(self.train.task)[0] if metric == AUTO else metric
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    return TASK_METRICS["regression" if task == "regression" else "classification"]
 
 
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:

@@ -4,10 +4,17 @@ MLflow copies this file into the model folder and runs it at load time; ``set_mo
 names the model. The booster is LightGBM's own text format and the feature spec is JSON, so
 the artifact holds no pickle. ``stages/features.py`` travels with the model as code, under the
 module name ``pipeline_features`` (see ``stages.package.code_package``).
+
+Requests are checked before anything is computed (``check_request``): a missing or unexpected
+column, text in a numeric column, a missing value where training had none, an unseen category
+(unless ``package.unseen_categories`` is ``missing``), no rows or too many rows raise an
+``MlflowException`` with error code ``INVALID_PARAMETER_VALUE``, which the model server
+answers with HTTP 400 and the message.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import mlflow
@@ -28,21 +35,42 @@ class TabularModel(PythonModel):
 
     def load_context(self, context) -> None:
         import lightgbm as lgb
-        from pipeline_features import FeatureSpec
 
+        # this model's own copy of the featurization, held here: another model loaded later
+        # in the same process replaces the module of that name in sys.modules
+        self._features = importlib.import_module("pipeline_features")
         self._booster = lgb.Booster(model_file=context.artifacts[BOOSTER])
         with open(context.artifacts[METADATA]) as handle:
-            meta = json.load(handle)
-        self._spec = FeatureSpec(**meta["spec"])
-        self._meta = meta
-        self._threads = int(meta.get("num_threads", 1))
+            self._meta = json.load(handle)
+        self._spec = self._features.FeatureSpec(**self._meta["spec"])
+        self._threads = int(self._meta.get("num_threads", 1))
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        from pipeline_features import build_features, model_output
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self._spec.inputs)
 
-        features = build_features(pd.DataFrame(model_input), self._spec)
+    def score(self, rows: pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """Predictions for rows already known to be well-formed (no request checks)."""
+        features = self._features.build_features(rows, self._spec)
         raw = self._booster.predict(features, num_threads=self._threads, validate_features=True)
-        return model_output(raw, self._meta)
+        return self._features.model_output(raw, self._meta)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            rows = self._features.check_request(
+                pd.DataFrame(model_input),
+                self._spec,
+                max_rows=int(self._meta.get("max_batch_rows", 100_000)),
+                unseen=self._meta.get("unseen_categories", "reject"),
+            )
+        except self._features.FeatureError as exc:
+            raise MlflowException(
+                f"invalid request: {exc}", error_code=INVALID_PARAMETER_VALUE
+            ) from None
+        return self.score(rows)
 
 
 mlflow.models.set_model(TabularModel())

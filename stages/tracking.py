@@ -31,6 +31,7 @@ ARTIFACT_DIR = "mlartifacts"
 EXECUTION_TAG = "pipeline.execution"
 STAGE_TAG = "pipeline.stage"
 ROLE_TAG = "pipeline.role"
+BOOSTER_TAG = "output.booster.md5"  # on train runs: the package stage finds its train run by it
 
 
 def repo_root() -> Path:
@@ -90,6 +91,14 @@ class StageRun:
         self.run_id = run_id
         self._experiment = experiment_id
 
+    @property
+    def experiment_id(self) -> str:
+        if not self._experiment:
+            import mlflow
+
+            self._experiment = mlflow.MlflowClient().get_run(self.run_id).info.experiment_id
+        return self._experiment
+
     def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
         import mlflow
 
@@ -123,10 +132,8 @@ class StageRun:
         from mlflow.entities import Metric, Param
 
         client = mlflow.MlflowClient()
-        if not self._experiment:
-            self._experiment = client.get_run(self.run_id).info.experiment_id
         child = client.create_run(
-            self._experiment,
+            self.experiment_id,
             run_name=name,
             tags={"mlflow.parentRunId": self.run_id, **{k: str(v) for k, v in tags.items()}},
         )

@@ -52,7 +52,7 @@ from stages.search import (
     run_search,
     thread_count,
 )
-from stages.tracking import StageRun, stage_run
+from stages.tracking import BOOSTER_TAG, StageRun, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots = plot_frames(train_cfg, values_test, actual_test, test_scores, classes)
         for name, frame in plots.items():
             write_csv(frame, args.plots_dir / name)
+        run.set_tags({BOOSTER_TAG: file_md5(args.model_dir / "booster.txt")})  # for lineage
         run.log_params({f"best.{k}": v for k, v in best.point.items()})
         run.log_metrics({**metrics, "trials_reused": sum(t.reused for t in trials)})
         run.log_series(

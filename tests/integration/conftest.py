@@ -28,8 +28,17 @@ def env() -> dict[str, str]:
     return clean
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, timeout=900)
+def run(
+    args: list[str], cwd: Path, check: bool = True, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        args,
+        cwd=cwd,
+        env={**env(), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
@@ -86,10 +95,12 @@ def pipeline(tmp_path_factory) -> Path:
     """A git repository copied from this one, after a full ``dvc repro`` with 3 search calls."""
     repo = _copy_repository(tmp_path_factory.mktemp("repo"))
     (repo / "dvc.lock").unlink(missing_ok=True)
-    set_params(
-        repo,
-        lambda p: p["train"]["search"].update(n_calls=3, n_initial_points=2, max_rounds=300),
-    )
+
+    def small(p: dict) -> None:
+        p["train"]["search"].update(n_calls=3, n_initial_points=2, max_rounds=300)
+        p["package"]["max_batch_rows"] = 5000
+
+    set_params(repo, small)
     git_commit(repo, "copy")
     run(["dvc", "repro"], repo)
     git_commit(repo, "pipeline run")

@@ -65,6 +65,8 @@ def use_loans(task: str):
         p["train"]["search"].update(n_calls=4, n_initial_points=2, max_rounds=200)
         p["train"]["search"]["space"]["feature_set"]["categories"] = ["base", "ratio"]
         p["package"]["model_name"] = f"loans-{task}"
+        p["package"]["gate"]["thresholds"] = {"roc_auc": 0.8, "accuracy": 0.6}
+        p["package"]["unseen_categories"] = "missing"
         p["monitor"]["suite"] = "expectations/loans.json"
 
     return edit

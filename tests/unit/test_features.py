@@ -9,6 +9,7 @@ from stages.features import (
     FeatureSpec,
     build_features,
     category_levels,
+    check_request,
     inverse_target,
     transform_target,
 )
@@ -87,3 +88,42 @@ def test_category_levels_are_sorted_strings(raw_frame):
 def test_target_transform_round_trips(how):
     values = np.array([0.0, 326.0, 18823.0])
     np.testing.assert_allclose(inverse_target(transform_target(values, how), how), values)
+
+
+def _request(**changes) -> pd.DataFrame:
+    rows = {"carat": [0.5, 1.0], "cut": ["Good", "Ideal"], "x": [3.0, 4.0], "y": [3.0, 4.0]}
+    return pd.DataFrame({**rows, **changes})
+
+
+def test_a_well_formed_request_passes_with_numeric_columns_as_numbers():
+    rows = check_request(_request(carat=["0.5", "1"]), SPEC, max_rows=10)
+    assert rows["carat"].tolist() == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (_request().drop(columns="x"), r"missing column\(s\): \['x'\]"),
+        (_request(color=["E", "F"]), r"unexpected column\(s\): \['color'\]"),
+        (_request(carat=["heavy", 1.0]), r"column 'carat' must be numeric, got 'heavy' \(row 0\)"),
+        (_request(cut=["Good", "Martian"]), r"'cut' has value\(s\) .*'Martian' \(row 1\)"),
+        (_request(y=[1.0, np.nan]), r"column 'y' has missing values \(rows \[1\]\)"),
+        (_request().head(0), "holds no rows"),
+        (_request(), "holds 2 rows, more than 1"),
+    ],
+)
+def test_bad_requests_are_refused_naming_what_is_wrong(rows, message):
+    limit = 1 if "more than" in message else 10
+    with pytest.raises(FeatureError, match=message):
+        check_request(rows, SPEC, max_rows=limit)
+
+
+def test_unseen_categories_may_be_treated_as_missing_instead():
+    rows = check_request(_request(cut=["Good", "Martian"]), SPEC, 10, unseen="missing")
+    assert build_features(rows, SPEC)["cut"].isna().tolist() == [False, True]
+
+
+def test_columns_that_had_missing_values_in_training_accept_them():
+    spec = FeatureSpec(SPEC.inputs, SPEC.categories, SPEC.derived, nullable=["y"])
+    assert check_request(_request(y=[1.0, np.nan]), spec, 10)["y"].isna().sum() == 1
+    assert spec.select(["carat", "y"]).nullable == ["y"]

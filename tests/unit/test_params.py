@@ -75,6 +75,7 @@ def test_feature_set_dimension_must_name_defined_sets(tmp_path):
 def test_auto_objective_and_metric_follow_the_task(tmp_path):
     def binary(d):
         d["train"].update(task="binary", target_transform="none")
+        d["package"]["gate"]["thresholds"] = {"roc_auc": 0.8}
 
     params = load_params(_write(tmp_path, binary)).train
     assert (params.objective, params.search.metric) == ("binary", "binary_logloss")
@@ -100,6 +101,10 @@ def test_auto_objective_and_metric_follow_the_task(tmp_path):
             "target_transform must be 'none' for a binary task",
         ),
         (lambda d: d["train"].update(task="ranking"), "train.task"),
+        (
+            lambda d: d["package"]["gate"]["thresholds"].update(accuracy=0.9),
+            "package.gate names metric(s) ['accuracy'] that a regression task does not report",
+        ),
     ],
 )
 def test_settings_that_do_not_fit_the_task_are_named(tmp_path, edit, expected):

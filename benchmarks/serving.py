@@ -1,0 +1,235 @@
+"""Benchmark serving: the model server against in-process ``pyfunc.predict`` and the bare booster.
+
+On the packaged model in ``models/pyfunc`` (run ``dvc repro`` first), in one run:
+
+- **server**: ``mlflow models serve --env-manager local`` on a free localhost port, requests
+  sent from this process over a kept-open HTTP connection (``http.client``), ``dataframe_split``
+  JSON bodies built before timing;
+- **pyfunc**: ``mlflow.pyfunc.load_model(...).predict(rows)`` in this process (request checks,
+  featurization, booster, output), on the same rows;
+- **booster**: ``lightgbm.Booster.predict`` on features built before timing — the floor.
+
+1-row requests: p50 and p99 latency over ``--requests`` calls (rows drawn from the test split).
+1,000-row requests: rows per second from the median of ``--batches`` calls. Every figure is
+from the same process tree and the same rows; ratios are against the in-process pyfunc and the
+bare booster.
+
+    python -m benchmarks.serving [--requests 300] [--batches 30] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import logging
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MODEL = Path("models/pyfunc")
+ROWS = Path("data/features/test.parquet")  # held-out rows; the model takes their input columns
+OUT = Path("benchmarks/results_serving.md")
+BATCH_ROWS = 1000
+HOST = ("-h", "127.0.0.1", "-p")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model: Path, port: int) -> subprocess.Popen:
+    mlflow = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "models",
+            "serve",
+            "-m",
+            str(model),
+            "--env-manager",
+            "local",
+            *HOST,
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise SystemExit("the model server did not answer /ping within 120 s")
+
+
+def body(rows: pd.DataFrame) -> bytes:
+    split = json.loads(rows.to_json(orient="split", index=False))
+    return json.dumps({"dataframe_split": split}).encode()
+
+
+def timings(call: Callable[[int], object], count: int, warmup: int = 5) -> list[float]:
+    """Seconds per call of ``call(i)``, after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        call(i)
+    out = []
+    for i in range(count):
+        start = time.perf_counter()
+        call(i)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) -> dict:
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(str(model_dir))
+    inner = model.unwrap_python_model()
+    singles = [rows.iloc[[i]] for i in range(requests + 5)]
+    big = [rows.iloc[i * BATCH_ROWS : (i + 1) * BATCH_ROWS] for i in range(batches + 5)]
+    features_1 = [inner._features.build_features(r, inner._spec) for r in singles]
+    features_k = [inner._features.build_features(r, inner._spec) for r in big]
+    booster, threads = inner._booster, inner._threads
+    bodies_1, bodies_k = [body(r) for r in singles], [body(r) for r in big]
+
+    port = free_port()
+    server = start_server(model_dir, port)
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+        def post(payload: bytes) -> None:
+            connection.request(
+                "POST", "/invocations", payload, {"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"server answered {response.status}")
+
+        results = {
+            "server_1": timings(lambda i: post(bodies_1[i]), requests),
+            "server_k": timings(lambda i: post(bodies_k[i]), batches),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    results["pyfunc_1"] = timings(lambda i: model.predict(singles[i]), requests)
+    results["pyfunc_k"] = timings(lambda i: model.predict(big[i]), batches)
+    results["booster_1"] = timings(
+        lambda i: booster.predict(features_1[i], num_threads=threads), requests
+    )
+    results["booster_k"] = timings(
+        lambda i: booster.predict(features_k[i], num_threads=threads), batches
+    )
+    return results
+
+
+PATHS = (
+    ("model server (HTTP)", "server"),
+    ("in-process pyfunc.predict", "pyfunc"),
+    ("bare Booster.predict (features prebuilt)", "booster"),
+)
+
+
+def table(results: dict) -> str:
+    ms = 1000
+    rows = []
+    for label, key in PATHS:
+        one, many = results[f"{key}_1"], results[f"{key}_k"]
+        p50, p99 = statistics.median(one) * ms, percentile(one, 99) * ms
+        rows.append((label, p50, p99, BATCH_ROWS / statistics.median(many)))
+    base_p50, base_rate = rows[1][1], rows[1][3]
+    floor_p50, floor_rate = rows[2][1], rows[2][3]
+    lines = [
+        "| path | 1-row p50 (ms) | 1-row p99 (ms) | p50 ÷ pyfunc | p50 ÷ booster "
+        f"| rows/s at {BATCH_ROWS:,} rows | rows/s ÷ pyfunc | rows/s ÷ booster |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, p50, p99, rate in rows:
+        lines.append(
+            f"| {label} | {p50:.2f} | {p99:.2f} | {p50 / base_p50:.2f} | {p50 / floor_p50:.1f} "
+            f"| {rate:,.0f} | {rate / base_rate:.2f} | {rate / floor_rate:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def context(requests: int, batches: int, seconds: float, load: tuple) -> dict[str, str]:
+    packages = ", ".join(f"{p} {version(p)}" for p in ("mlflow", "lightgbm", "pandas", "numpy"))
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "packages": packages,
+        "calls": f"{requests} 1-row and {batches} {BATCH_ROWS:,}-row calls per path, "
+        "after 5 warm-up calls",
+        "load average before (1 min)": f"{load[0]:.2f}",
+        "benchmark wall time": f"{seconds:.0f} s",
+    }
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="1-row calls per path")
+    parser.add_argument("--batches", type=int, default=30, help="1,000-row calls per path")
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--out", type=Path, default=OUT)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse_args(argv)
+    if not (args.model / "MLmodel").exists():
+        raise SystemExit(f"no packaged model in {args.model}: run `dvc repro` first")
+    started, load = time.perf_counter(), os.getloadavg()
+    inputs = json.loads((args.model / "artifacts" / "metadata.json").read_text())["spec"]["inputs"]
+    needed = max(args.requests, args.batches * BATCH_ROWS) + 10 * BATCH_ROWS
+    held_out = pd.read_parquet(ROWS, columns=inputs)
+    held_out = held_out.astype({c: object for c in held_out.select_dtypes("category")})
+    rows = held_out.sample(needed, replace=needed > len(held_out), random_state=0)
+    rows = rows.reset_index(drop=True)
+    results = measure(args.model, rows, args.requests, args.batches)
+    facts = context(args.requests, args.batches, time.perf_counter() - started, load)
+    command = shlex.join(["python", "-m", "benchmarks.serving", *argv])
+    parts = [
+        "# Serving benchmark: model server vs in-process pyfunc vs bare booster",
+        f"Command (from the repository root): `{command}`",
+        "\n".join(f"- {k}: {v}" for k, v in facts.items()),
+        table(results),
+    ]
+    report = "\n\n".join(parts) + "\n"
+    args.out.write_text(report)
+    print(report)  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

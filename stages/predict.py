@@ -1,0 +1,100 @@
+"""Batch scoring: ``python -m stages.predict --input rows.csv --output scored.parquet``.
+
+The input (CSV or Parquet: a path, URL or ``package://``) is first checked against the raw
+suite, without its row-count and target checks, as ``stages.monitor`` does; a target column,
+if present, is kept in the output and not used. A batch that breaks a critical check other
+than a distribution check (a missing column, a wrong type, a forbidden value) is refused with
+the table of findings and exit code 2; drifted distributions are reported and scoring goes on
+(run ``stages.monitor`` for the drift report). The rows are then scored with the registered
+champion — or ``--version N``, or any MLflow model URI given with ``--model`` — in chunks of
+``package.max_batch_rows``, and written atomically to Parquet: the input columns plus
+``prediction`` (and, for classification, one ``probability_<class>`` column per class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages import cli
+from stages.errors import StageError
+from stages.files import read_json, write_parquet
+from stages.monitor import INVALID, read_batch, suite_for_batch, verdict
+from stages.params import load_params
+from stages.validate import build_report, findings, format_table, parse_suite, run_suite
+
+log = logging.getLogger(__name__)
+
+
+def model_uri(name: str, version: str | None, uri: str | None) -> str:
+    if uri:
+        return uri
+    return f"models:/{name}/{version}" if version else f"models:/{name}@champion"
+
+
+def score(model, rows: pd.DataFrame, chunk: int) -> pd.DataFrame:
+    """The model's predictions for every row, ``chunk`` rows per call."""
+    parts = []
+    for start in range(0, len(rows), chunk):
+        output = model.predict(rows.iloc[start : start + chunk])
+        if not isinstance(output, pd.DataFrame):
+            output = pd.DataFrame({"prediction": np.asarray(output)})
+        parts.append(output)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--input", required=True, help="CSV or Parquet rows to score")
+    parser.add_argument("--output", type=Path, required=True, help="Parquet file to write")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", help="registered version (default: the champion)")
+    which.add_argument("--model", help="any MLflow model URI, e.g. models/pyfunc")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from stages.tracking import repo_root, tracking_uri
+
+    args = _parse_args(argv)
+    params = load_params(args.params)
+    target = params.featurize.target
+    rows = read_batch(args.input)
+    inputs = rows.drop(columns=[target], errors="ignore")  # a labelled file may be scored too
+    suite_path = params.validate_.suite
+    suite = parse_suite(suite_for_batch(read_json(Path(suite_path)), target), suite_path)
+    validation = build_report(
+        run_suite(inputs, suite, params.validate_.result_examples), suite_path
+    )
+    code, named = verdict(validation, [])
+    if code == INVALID or named:
+        print(format_table(findings(validation)), file=sys.stderr)  # noqa: T201 - the findings
+    if code == INVALID:
+        raise StageError(
+            f"predict: {args.input} is not valid input: {', '.join(named)}", exit_code=INVALID
+        )
+    mlflow.set_tracking_uri(tracking_uri(repo_root()))
+    uri = model_uri(params.package.model_name, args.version, args.model)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+        predictions = score(model, inputs, params.package.max_batch_rows)
+    except MlflowException as exc:
+        raise StageError(f"predict: {uri}: {exc.message}", exit_code=INVALID) from exc
+    out = pd.concat([rows.reset_index(drop=True), predictions], axis=1)
+    write_parquet(out, args.output)
+    log.info("scored %d rows of %s with %s into %s", len(out), args.input, uri, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

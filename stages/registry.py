@@ -1,0 +1,234 @@
+"""The MLflow model registry: the champion gate, lineage, rollback.
+
+The package stage registers each packaged model as a new version, with the alias
+``challenger``, and moves the alias ``champion`` to it only when ``gate_decision`` says so:
+the new version meets the absolute thresholds of ``package.gate`` and, when there is a
+champion, beats it on the same held-out rows by the relative margin. Every version carries
+its lineage as tags (see ``lineage_tags``).
+
+Also a command line for people:
+
+    python -m stages.registry lineage [--alias champion | --version N]
+    python -m stages.registry rollback [--to N]
+    python -m stages.registry promote --version N
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages import cli
+from stages.errors import StageError
+from stages.params import QUALITY_HIGHER_IS_BETTER, GateParams, load_params
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+PREVIOUS_TAG = "champion.previous"  # the version that was champion before this one
+LOCKED_OUTPUTS = {  # lineage tag -> (dvc.lock stage, output path)
+    "data.raw.md5": ("ingest", "data/raw/data.parquet"),
+    "data.features.md5": ("featurize", "data/features"),
+    "model.lgbm.md5": ("train", "models/lgbm"),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict on a challenger."""
+
+    promote: bool
+    reason: str
+    metric: str
+    challenger: float
+    champion: float | None = None
+    champion_version: str | None = None
+
+
+def better(metric: str, value: float, than: float, margin: float) -> bool:
+    """``value`` beats ``than`` by at least ``margin`` × |than|, in the metric's direction."""
+    need = margin * abs(than)
+    if metric in QUALITY_HIGHER_IS_BETTER:
+        return value >= than + need and value > than
+    return value <= than - need and value < than
+
+
+def threshold_failures(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> list[str]:
+    """The thresholds ``metrics`` miss, as readable text."""
+    failures = []
+    for metric, bound in thresholds.items():
+        value = metrics[metric]
+        if metric in QUALITY_HIGHER_IS_BETTER and not value >= bound:
+            failures.append(f"{metric} {value:.6g} < minimum {bound:g}")
+        elif metric not in QUALITY_HIGHER_IS_BETTER and not value <= bound:
+            failures.append(f"{metric} {value:.6g} > maximum {bound:g}")
+    return failures
+
+
+def gate_decision(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    gate: GateParams,
+    metric: str,
+    champion_version: str | None = None,
+) -> Decision:
+    """Promote the challenger or keep the champion, with the reason (pure)."""
+    failures = threshold_failures(challenger, gate.thresholds)
+    base = {"metric": metric, "challenger": challenger[metric]}
+    if champion is not None:
+        base |= {"champion": champion[metric], "champion_version": champion_version}
+    if failures:
+        return Decision(False, "thresholds not met: " + "; ".join(failures), **base)
+    if champion is None:
+        return Decision(True, "first model to meet the thresholds", **base)
+    versus = (
+        f"{metric} {challenger[metric]:.6g} vs champion v{champion_version} {champion[metric]:.6g}"
+    )
+    if better(metric, challenger[metric], champion[metric], gate.margin):
+        return Decision(True, f"beats the champion: {versus}", **base)
+    return Decision(False, f"not better by the {gate.margin:.2%} margin: {versus}", **base)
+
+
+# ---- lineage -------------------------------------------------------------------------------
+
+
+def locked_hashes(lock_file: Path) -> dict[str, str]:
+    """The MD5s ``dvc.lock`` records for the raw data, the features and the trained model."""
+    try:
+        stages = yaml.safe_load(lock_file.read_text()).get("stages", {})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return {}
+    hashes = {}
+    for tag, (stage, path) in LOCKED_OUTPUTS.items():
+        for out in stages.get(stage, {}).get("outs", []):
+            if out.get("path") == path:
+                hashes[tag] = out.get("md5", "")
+    return hashes
+
+
+# ---- MLflow --------------------------------------------------------------------------------
+
+
+def version_by_alias(client: Any, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_champion(client: Any, name: str, version: str) -> str | None:
+    """Move ``champion`` to ``version``; remember the one it replaces. Returns that one."""
+    current = version_by_alias(client, name, CHAMPION)
+    previous = current.version if current is not None else None
+    if previous is not None and previous != str(version):
+        client.set_model_version_tag(name, str(version), PREVIOUS_TAG, previous)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    return previous
+
+
+def rollback(client: Any, name: str, to: str | None = None) -> tuple[str, str]:
+    """Champion back to ``to``, or to the version it replaced. Returns (from, to)."""
+    current = version_by_alias(client, name, CHAMPION)
+    if current is None:
+        raise StageError(f"registry: model '{name}' has no champion to roll back")
+    target = to or current.tags.get(PREVIOUS_TAG)
+    if not target:
+        raise StageError(
+            f"registry: champion v{current.version} of '{name}' replaced no earlier version; "
+            "name one with --to"
+        )
+    client.get_model_version(name, str(target))  # raises if it does not exist
+    client.set_registered_model_alias(name, CHAMPION, str(target))
+    client.set_model_version_tag(name, current.version, "champion.rolled_back_from", "true")
+    return current.version, str(target)
+
+
+def lineage(client: Any, name: str, version: Any) -> dict[str, Any]:
+    """What produced a version: its tags, its run, and the commands that restore the inputs."""
+    tags = dict(version.tags)
+    commit = tags.get("git.commit", "")
+    return {
+        "model": name,
+        "version": version.version,
+        "aliases": list(getattr(version, "aliases", []) or []),
+        "package_run_id": version.run_id,
+        "train_run_id": tags.get("train.run_id", ""),
+        "git_commit": commit,
+        "dvc_exp_name": tags.get("dvc.exp_name", ""),
+        "data": {k: v for k, v in tags.items() if k.startswith(("data.", "model.", "params."))},
+        "validation_report": tags.get("validation.report", ""),
+        "restore": [f"git checkout {commit}", "dvc checkout"] if commit else [],
+        "tags": tags,
+    }
+
+
+def _client(params_path: Path) -> tuple[Any, str]:
+    import mlflow
+
+    from stages.tracking import repo_root, tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(repo_root()))
+    return mlflow.MlflowClient(), load_params(params_path).package.model_name
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="The model registry: lineage and rollback.")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--name", help="registered model (default: package.model_name)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("lineage", help="print what produced a version (JSON)")
+    which = show.add_mutually_exclusive_group()
+    which.add_argument("--alias", default=CHAMPION)
+    which.add_argument("--version")
+    back = sub.add_parser("rollback", help="move champion back to the version it replaced")
+    back.add_argument("--to", help="a version number (default: the champion's predecessor)")
+    promote = sub.add_parser("promote", help="make a version the champion, bypassing the gate")
+    promote.add_argument("--version", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mlflow.exceptions import MlflowException
+
+    args = _parse_args(argv)
+    client, default_name = _client(args.params)
+    name = args.name or default_name
+    try:
+        if args.command == "lineage":
+            version = (
+                client.get_model_version(name, args.version)
+                if args.version
+                else version_by_alias(client, name, args.alias)
+            )
+            if version is None:
+                raise StageError(f"registry: model '{name}' has no version '@{args.alias}'")
+            print(json.dumps(lineage(client, name, version), indent=2))  # noqa: T201
+        elif args.command == "rollback":
+            old, new = rollback(client, name, args.to)
+            print(f"{name}: champion v{old} -> v{new}", file=sys.stderr)  # noqa: T201
+        else:
+            client.get_model_version(name, args.version)
+            previous = set_champion(client, name, args.version)
+            print(f"{name}: champion v{previous} -> v{args.version}", file=sys.stderr)  # noqa: T201
+    except MlflowException as exc:
+        raise StageError(f"registry: {exc.message}") from exc
+    return 0
+
+
+def decision_record(decision: Decision, version: str) -> dict[str, Any]:
+    """The gate's verdict as DVC metrics (reports/package.json)."""
+    return {"version": int(version), **asdict(decision)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))

@@ -1,0 +1,166 @@
+"""The champion served by the real MLflow model server: formats, bad requests, recovery."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.integration.conftest import BIN, env
+
+pytestmark = pytest.mark.integration
+
+COLUMNS = ["carat", "cut", "color", "clarity", "depth", "table", "x", "y", "z"]
+ROWS = [
+    [0.3, "Ideal", "E", "VS1", 61.5, 55, 4.3, 4.31, 2.65],
+    [1.5, "Premium", "G", "SI1", 62.0, 58, 7.3, 7.25, 4.5],
+]
+JSON = "application/json"
+HOST = ("-h", "127.0.0.1", "-p")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+def serve(repo: Path, model: str) -> tuple[subprocess.Popen, str]:
+    """``mlflow models serve`` on a free localhost port, on the repository's tracking store."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model,
+            "--env-manager",
+            "local",
+            *HOST,
+            str(port),
+        ],
+        cwd=repo,
+        env={**env(), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(f"{url}/ping", server)
+    return server, url
+
+
+@pytest.fixture(scope="module")
+def champion_server(pipeline):
+    server, url = serve(pipeline, "models:/diamonds-price@champion")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def post(url: str, body: bytes | str, content_type: str = JSON) -> tuple[int, str]:
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(
+        f"{url}/invocations", data=data, headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def split_body(columns=COLUMNS, rows=ROWS) -> str:
+    return json.dumps({"dataframe_split": {"columns": columns, "data": rows}})
+
+
+def predictions(url: str) -> list[float]:
+    status, text = post(url, split_body())
+    assert status == 200, text
+    return json.loads(text)["predictions"]
+
+
+def test_ping_and_version(champion_server):
+    with urllib.request.urlopen(f"{champion_server}/ping", timeout=10) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(f"{champion_server}/version", timeout=10) as response:
+        assert response.read().decode().strip().startswith("3.")
+
+
+def test_split_records_and_csv_bodies_give_the_same_predictions(champion_server):
+    expected = predictions(champion_server)
+    assert 200 < expected[0] < expected[1] < 30000
+    records = [dict(zip(COLUMNS, row, strict=True)) for row in ROWS]
+    status, text = post(champion_server, json.dumps({"dataframe_records": records}))
+    assert status == 200 and json.loads(text)["predictions"] == expected
+    csv = pd.DataFrame(ROWS, columns=COLUMNS).to_csv(index=False)
+    status, text = post(champion_server, csv, "text/csv")
+    assert status == 200 and json.loads(text)["predictions"] == pytest.approx(expected)
+
+
+def _with(column: str, value) -> list[list]:
+    rows = [list(row) for row in ROWS]
+    rows[1][COLUMNS.index(column)] = value
+    return rows
+
+
+BAD_REQUESTS = {
+    "missing column": (
+        split_body(COLUMNS[:-1], [r[:-1] for r in ROWS]),
+        "missing column(s): ['z']",
+    ),
+    "extra column": (
+        split_body([*COLUMNS, "price"], [[*r, 500] for r in ROWS]),
+        "unexpected column(s): ['price']",
+    ),
+    "wrong type": (split_body(rows=_with("carat", "heavy")), "column 'carat' must be numeric"),
+    "unseen category": (
+        split_body(rows=_with("cut", "Astounding")),
+        "column 'cut' has value(s) the model was not trained on: 'Astounding' (row 1)",
+    ),
+    "null": (split_body(rows=_with("x", None)), "column 'x' has missing values (rows [1])"),
+    "NaN": (split_body(rows=_with("depth", float("nan"))), "column 'depth' has missing values"),
+    "no rows": (split_body(rows=[]), "the request holds no rows"),
+    "large batch": (split_body(rows=ROWS * 2501), "holds 5002 rows, more than 5000: split it"),
+    "empty body": ("", ""),
+    "malformed JSON": ('{"dataframe_split": {"columns": ["carat"', ""),
+    "ragged rows": (split_body(rows=[ROWS[0], ROWS[1][:5]]), ""),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_a_bad_request_gets_400_with_the_reason_and_the_server_goes_on(champion_server, case):
+    body, message = BAD_REQUESTS[case]
+    status, text = post(champion_server, body)
+    assert status == 400, text
+    reply = json.loads(text)
+    assert reply["error_code"] in {"BAD_REQUEST", "INVALID_PARAMETER_VALUE"}
+    assert message in reply["message"]
+    assert "Traceback" not in reply["message"]
+    assert len(predictions(champion_server)) == 2  # the next request is answered
+
+
+def test_wrong_content_type_is_refused(champion_server):
+    status, _ = post(champion_server, split_body(), "text/plain")
+    assert status == 415
+    assert len(predictions(champion_server)) == 2
