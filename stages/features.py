@@ -126,20 +126,23 @@ def check_request(
             )
             + f" (the model takes: {spec.inputs})"
         )
-    rows, problems = raw.loc[:, spec.inputs].copy(), []
+    rows, problems = raw.loc[:, spec.inputs], []
     for column in spec.inputs:
-        absent = rows[column].isna()
+        values = rows[column]
+        absent = values.isna()
         if column not in spec.categories:
-            numbers = pd.to_numeric(rows[column], errors="coerce")
-            wrong = numbers.isna() & ~absent
-            if wrong.any():
-                problems.append(
-                    f"column '{column}' must be numeric, got {_examples(rows, column, wrong)}"
-                )
-            rows[column] = numbers
+            if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+                numbers = pd.to_numeric(values, errors="coerce")
+                wrong = numbers.isna() & ~absent
+                if wrong.any():
+                    examples = _examples(rows, column, wrong)
+                    problems.append(f"column '{column}' must be numeric, got {examples}")
+                rows = rows.assign(**{column: numbers})
         elif unseen == "reject":
-            text = rows[column].astype("string")
-            new = ~absent & ~text.isin(spec.categories[column])
+            levels = spec.categories[column]
+            new = ~absent & ~values.isin(levels)
+            if new.any():  # levels are text: compare numbers (3 and "3") as text too
+                new &= ~values.astype("string").isin(levels)
             if new.any():
                 problems.append(
                     f"column '{column}' has value(s) the model was not trained on: "
