@@ -31,6 +31,7 @@ ARTIFACT_DIR = "mlartifacts"
 EXECUTION_TAG = "pipeline.execution"
 STAGE_TAG = "pipeline.stage"
 ROLE_TAG = "pipeline.role"
+EXPERIMENT_COPIES = (".dvc", "tmp", "exps")  # where DVC runs temporary and queued experiments
 BOOSTER_TAG = "output.booster.md5"  # on train runs: the package stage finds its train run by it
 
 
@@ -39,9 +40,20 @@ def repo_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
+def store_root(root: Path) -> Path:
+    """Where the default tracking store lives: the workspace root, also for experiments DVC
+    runs in a temporary copy (``dvc exp run --temp``, queued experiments), which sits under
+    ``<workspace>/.dvc/tmp/exps/`` and is deleted afterwards."""
+    parts = root.parts
+    for i in range(len(parts) - len(EXPERIMENT_COPIES) + 1):
+        if parts[i : i + len(EXPERIMENT_COPIES)] == EXPERIMENT_COPIES:
+            return Path(*parts[:i])
+    return root
+
+
 def tracking_uri(root: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store at the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / STORE_FILE}"
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store at the workspace root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / STORE_FILE}"
 
 
 def artifact_location(uri: str) -> str | None:
@@ -187,7 +199,14 @@ def stage_run(
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, artifact_location(uri))
     execution = execution_key()
-    parent_id = _parent_run_id(client, experiment_id, execution) if pipeline else None
+    # Under `mlflow run` (MLproject) the project's run is the parent. MLflow would otherwise
+    # resume that run in start_run below, so the variable is consumed here.
+    project_run = os.environ.pop("MLFLOW_RUN_ID", None)
+    if project_run:
+        experiment_id = client.get_run(project_run).info.experiment_id
+    parent_id = (
+        project_run or _parent_run_id(client, experiment_id, execution) if pipeline else None
+    )
     tags = {
         **git_state(root),
         **{f"data.{name}.md5": file_md5(path) for name, path in inputs.items()},
@@ -199,6 +218,7 @@ def stage_run(
     tags["mlflow.source.git.commit"] = tags["git.commit"]
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
+    if parent_id and not project_run:  # `mlflow run` manages its own run's status
         client.update_run(parent_id, status="RUNNING")
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
     stage_run_ = StageRun(run.info.run_id, experiment_id)
@@ -209,7 +229,7 @@ def stage_run(
         status = "FINISHED"
     finally:
         mlflow.end_run(status)
-        if parent_id:
+        if parent_id and not project_run:
             client.set_terminated(parent_id, status, end_time=int(time.time() * 1000))
         log.info("MLflow run %s (%s) in %s", run.info.run_id, status, mlflow.get_tracking_uri())
 

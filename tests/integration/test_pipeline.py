@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import BIN, STAGES, env, restore, run
+from tests.integration.conftest import BIN, STAGES, restore, run
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +105,9 @@ def test_served_predictions_equal_the_evaluated_ones(pipeline):
     test = pd.read_parquet(pipeline / "data/features/test.parquet", columns=spec["inputs"])
     raw = test.astype({c: object for c in spec["categories"]})
     expected = pd.read_csv(pipeline / "reports/plots/predictions.csv")["predicted"]
-    np.testing.assert_allclose(model.predict(raw), expected, rtol=1e-5)
+    chunk = 5000  # package.max_batch_rows in the test pipeline
+    predicted = [model.predict(raw.iloc[i : i + chunk]) for i in range(0, len(raw), chunk)]
+    np.testing.assert_allclose(np.concatenate(predicted), expected, rtol=1e-5)
 
 
 def test_misspelled_param_stops_the_experiment_naming_it(pipeline):
@@ -141,83 +140,6 @@ def test_push_and_pull_through_the_default_remote(pipeline):
     run(["dvc", "pull"], pipeline)
     assert (pipeline / "data/raw/data.parquet").read_bytes() == before
     assert "up to date" in run(["dvc", "status"], pipeline).stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_model_server_answers_dataframe_split(pipeline):
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            "models/pyfunc",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=pipeline,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/ping", server)
-        body = json.dumps(
-            {
-                "dataframe_split": {
-                    "columns": [
-                        "carat",
-                        "cut",
-                        "color",
-                        "clarity",
-                        "depth",
-                        "table",
-                        "x",
-                        "y",
-                        "z",
-                    ],
-                    "data": [
-                        [0.3, "Ideal", "E", "VS1", 61.5, 55, 4.3, 4.31, 2.65],
-                        [1.5, "Premium", "G", "SI1", 62.0, 58, 7.3, 7.25, 4.5],
-                    ],
-                }
-            }
-        ).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            predictions = json.loads(response.read())["predictions"]
-        assert len(predictions) == 2
-        assert 200 < predictions[0] < predictions[1] < 30000
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds}s")
 
 
 @pytest.mark.parametrize("suite", ["raw", "features"])

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import BIN, env
+from tests.integration.conftest import BIN, env, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,28 +24,9 @@ JSON = "application/json"
 HOST = ("-h", "127.0.0.1", "-p")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds}s")
-
-
 def serve(repo: Path, model: str) -> tuple[subprocess.Popen, str]:
     """``mlflow models serve`` on a free localhost port, on the repository's tracking store."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             str(BIN / "mlflow"),
@@ -66,7 +45,7 @@ def serve(repo: Path, model: str) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    _wait_for(f"{url}/ping", server)
+    wait_for(f"{url}/ping", server)
     return server, url
 
 

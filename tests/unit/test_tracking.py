@@ -8,6 +8,7 @@ from stages.tracking import (
     STAGE_TAG,
     artifact_location,
     stage_run,
+    store_root,
     tracking_uri,
 )
 
@@ -25,6 +26,29 @@ def test_tracking_uri_defaults_to_sqlite_at_the_root(tmp_path, monkeypatch):
     assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri(tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_experiments_in_temporary_copies_log_to_the_workspace_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    assert store_root(copy) == tmp_path
+    assert tracking_uri(copy) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert store_root(tmp_path / "src") == tmp_path / "src"
+
+
+def test_a_project_run_is_the_parent_of_the_stage_runs(mlflow_store, monkeypatch):
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.create_experiment("project")
+    project = client.create_run(experiment, run_name="mlflow run")
+    monkeypatch.setenv("MLFLOW_RUN_ID", project.info.run_id)
+    with stage_run("first", {}, inputs={}) as run:
+        pass
+    stage = client.get_run(run.run_id)
+    assert stage.data.tags["mlflow.parentRunId"] == project.info.run_id
+    assert stage.info.experiment_id == experiment and stage.info.status == "FINISHED"
+    assert client.get_run(project.info.run_id).info.status == "RUNNING"  # mlflow run's to end
 
 
 def test_artifacts_live_beside_a_sqlite_store(tmp_path):
