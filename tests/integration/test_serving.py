@@ -121,9 +121,12 @@ BAD_REQUESTS = {
     "NaN": (split_body(rows=_with("depth", float("nan"))), "column 'depth' has missing values"),
     "no rows": (split_body(rows=[]), "the request holds no rows"),
     "large batch": (split_body(rows=ROWS * 2501), "holds 5002 rows, more than 5000: split it"),
-    "empty body": ("", ""),
-    "malformed JSON": ('{"dataframe_split": {"columns": ["carat"', ""),
-    "ragged rows": (split_body(rows=[ROWS[0], ROWS[1][:5]]), ""),
+    "empty body": ("", "Ensure that input is a valid JSON formatted string"),
+    "malformed JSON": ('{"dataframe_split": {"columns": ["carat"', "Expecting ',' delimiter"),
+    "ragged rows": (  # the short row is padded with missing values, which the model refuses
+        split_body(rows=[ROWS[0], ROWS[1][:3]]),
+        "column 'clarity' has missing values (rows [1])",
+    ),
 }
 
 
