@@ -124,6 +124,39 @@ def evaluate(model: Any, rows: pd.DataFrame, actual: pd.Series, task: str) -> di
     return held_out_quality(inner.score(rows[inner.input_columns]), actual, task)
 
 
+def judge(
+    client: Any, name: str, version: str, challenger: dict, held_out: tuple, params: Params
+) -> Decision:
+    """The gate's decision on ``version`` against the current champion, if any."""
+    import mlflow
+
+    current = version_by_alias(client, name, CHAMPION)
+    champion_version = current.version if current is not None else None
+    metric = params.gate_metric
+    try:
+        champion = (
+            evaluate(
+                mlflow.pyfunc.load_model(f"models:/{name}/{champion_version}"),
+                *held_out,
+                params.train.task,
+            )
+            if current is not None
+            else None
+        )
+    except Exception as exc:  # a champion this code cannot load or score (other task, classes)
+        log.warning("champion v%s could not be scored: %s", champion_version, exc)
+        return Decision(
+            False,
+            f"champion v{champion_version} could not be scored on the held-out rows ({exc}); "
+            f"it stays: promote by hand with `python -m stages.registry promote --version "
+            f"{version}`",
+            metric,
+            challenger[metric],
+            champion_version=str(champion_version),
+        )
+    return gate_decision(challenger, champion, params.package.gate, metric, champion_version)
+
+
 # ---- lineage and the model card ------------------------------------------------------------
 
 
@@ -255,21 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
-        current = version_by_alias(client, name, CHAMPION)
-        champion = (
-            evaluate(
-                mlflow.pyfunc.load_model(f"models:/{name}/{current.version}"), rows, actual, task
-            )
-            if current is not None
-            else None
-        )
-        decision = gate_decision(
-            challenger,
-            champion,
-            pkg.gate,
-            params.gate_metric,
-            current.version if current is not None else None,
-        )
+        decision = judge(client, name, version, challenger, (rows, actual), params)
         if decision.promote:
             set_champion(client, name, version)
         client.set_model_version_tag(name, version, "gate.decision", decision.reason)

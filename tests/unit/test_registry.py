@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -65,3 +66,23 @@ def test_lineage_hashes_come_from_dvc_lock(tmp_path: Path):
 def test_the_decision_names_its_metric(metric):
     decision = gate_decision({"r2": 0.95, "rmse": 500}, None, GATE, metric)
     assert decision.metric == metric and decision.challenger == {"r2": 0.95, "rmse": 500}[metric]
+
+
+def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_store):
+    import mlflow
+
+    from stages.package import judge
+    from stages.params import load_params
+    from tests.conftest import REPO
+
+    class Client:  # a registry whose champion alias names a version that cannot be loaded
+        def get_model_version_by_alias(self, name, alias):
+            return SimpleNamespace(version="1")
+
+    mlflow.set_tracking_uri(mlflow_store)
+    params = load_params(REPO / "params.yaml")
+    decision = judge(Client(), "m", "2", {"rmse": 500.0, "r2": 0.97, "mape": 5.0}, (), params)
+    assert not decision.promote and decision.champion_version == "1"
+    assert "champion v1 could not be scored" in decision.reason
+    assert "name=m not found" in decision.reason
+    assert "promote --version 2" in decision.reason
