@@ -125,6 +125,12 @@ def suite_for_batch(spec: dict, target: str) -> dict:
     return {**spec, "expectations": kept}
 
 
+def check_batch(batch: pd.DataFrame, suite_path: str, target: str, examples: int) -> dict:
+    """The raw suite's report on a batch of rows without labels (see ``suite_for_batch``)."""
+    suite = parse_suite(suite_for_batch(read_json(Path(suite_path)), target), suite_path)
+    return build_report(run_suite(batch, suite, examples), suite_path)
+
+
 def is_distribution_check(expectation: str) -> bool:
     return any(part in expectation for part in DISTRIBUTION_CHECKS)
 
@@ -198,11 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_params = load_params(args.params)
     params, target = all_params.monitor, all_params.featurize.target
     batch = read_batch(args.batch).drop(columns=[target], errors="ignore")
-    suite = parse_suite(suite_for_batch(read_json(Path(params.suite)), target), params.suite)
     out = Path(params.out_dir) / Path(args.batch).name.split(".")[0]
     inputs = {"batch": Path(args.batch)} if Path(args.batch).is_file() else {}
     with stage_run("monitor", params, inputs=inputs, pipeline=False) as run:
-        validation = build_report(run_suite(batch, suite, 5), params.suite)
+        validation = check_batch(batch, params.suite, target, 5)
         code, named = verdict(validation, [])
         drifts, prediction = [], None
         if code != INVALID:

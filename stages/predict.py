@@ -24,10 +24,10 @@ import pandas as pd
 
 from stages import cli
 from stages.errors import StageError
-from stages.files import read_json, write_parquet
-from stages.monitor import INVALID, read_batch, suite_for_batch, verdict
+from stages.files import write_parquet
+from stages.monitor import INVALID, check_batch, read_batch, verdict
 from stages.params import load_params
-from stages.validate import build_report, findings, format_table, parse_suite, run_suite
+from stages.validate import findings, format_table
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = params.featurize.target
     rows = read_batch(args.input)
     inputs = rows.drop(columns=[target], errors="ignore")  # a labelled file may be scored too
-    suite_path = params.validate_.suite
-    suite = parse_suite(suite_for_batch(read_json(Path(suite_path)), target), suite_path)
-    validation = build_report(
-        run_suite(inputs, suite, params.validate_.result_examples), suite_path
+    validation = check_batch(
+        inputs, params.validate_.suite, target, params.validate_.result_examples
     )
     code, named = verdict(validation, [])
     if code == INVALID or named:

@@ -204,9 +204,9 @@ def stage_run(
     project_run = os.environ.pop("MLFLOW_RUN_ID", None)
     if project_run:
         experiment_id = client.get_run(project_run).info.experiment_id
-    parent_id = (
-        project_run or _parent_run_id(client, experiment_id, execution) if pipeline else None
-    )
+    parent_id = None
+    if pipeline:
+        parent_id = project_run or _parent_run_id(client, experiment_id, execution)
     tags = {
         **git_state(root),
         **{f"data.{name}.md5": file_md5(path) for name, path in inputs.items()},

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,29 @@ def wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+@contextmanager
+def local_server(
+    command: list[str], ready: str, cwd: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``command`` (``{port}`` in it becomes a free localhost port) until the block ends;
+    yields its base URL once ``ready`` (a path) answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [part.replace("{port}", str(port)) for part in command],
+        cwd=cwd,
+        env={**env(), **(extra_env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}{ready}", server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def set_params(repo: Path, edit) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BIN, env, free_port, run, wait_for
+from tests.integration.conftest import BIN, local_server, run
 
 pytestmark = pytest.mark.integration
 
@@ -22,17 +21,8 @@ def s3(tmp_path_factory):
     """moto in server mode on a free localhost port, with one bucket."""
     import boto3
 
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        cwd=tmp_path_factory.mktemp("moto"),
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{url}/moto-api/", process)
+    command = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", "{port}"]
+    with local_server(command, "/moto-api/", tmp_path_factory.mktemp("moto")) as url:
         boto3.client(
             "s3",
             endpoint_url=url,
@@ -41,9 +31,6 @@ def s3(tmp_path_factory):
             region_name="us-east-1",
         ).create_bucket(Bucket=BUCKET)
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def use_remote(repo: Path, url: str) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import BIN, env, free_port, wait_for
+from tests.integration.conftest import BIN, local_server
 
 pytestmark = pytest.mark.integration
 
@@ -21,40 +19,16 @@ ROWS = [
     [1.5, "Premium", "G", "SI1", 62.0, 58, 7.3, 7.25, 4.5],
 ]
 JSON = "application/json"
-HOST = ("-h", "127.0.0.1", "-p")
-
-
-def serve(repo: Path, model: str) -> tuple[subprocess.Popen, str]:
-    """``mlflow models serve`` on a free localhost port, on the repository's tracking store."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model,
-            "--env-manager",
-            "local",
-            *HOST,
-            str(port),
-        ],
-        cwd=repo,
-        env={**env(), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(f"{url}/ping", server)
-    return server, url
 
 
 @pytest.fixture(scope="module")
 def champion_server(pipeline):
-    server, url = serve(pipeline, "models:/diamonds-price@champion")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    """``mlflow models serve`` of the champion, on the repository's tracking store."""
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/diamonds-price@champion"]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", "{port}"]
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{pipeline / 'mlflow.db'}"}
+    with local_server(command, "/ping", pipeline, store) as url:
+        yield url
 
 
 def post(url: str, body: bytes | str, content_type: str = JSON) -> tuple[int, str]:

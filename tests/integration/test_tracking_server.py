@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BIN, STAGES, env, free_port, run, wait_for
+from tests.integration.conftest import BIN, STAGES, local_server, run
 
 pytestmark = pytest.mark.integration
 
@@ -17,26 +16,11 @@ pytestmark = pytest.mark.integration
 def server(tmp_path_factory):
     """``mlflow server`` on a free localhost port: SQLite backend, artifacts served by it."""
     home = tmp_path_factory.mktemp("tracking-server")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)),
-            *("--backend-store-uri", f"sqlite:///{home / 'server.db'}"),
-            *("--artifacts-destination", str(home / "artifacts"), "--serve-artifacts"),
-            *("--workers", "1"),
-        ],
-        cwd=home,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{url}/health", process)
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", "{port}"]
+    command += ["--backend-store-uri", f"sqlite:///{home / 'server.db'}", "--workers", "1"]
+    command += ["--artifacts-destination", str(home / "artifacts"), "--serve-artifacts"]
+    with local_server(command, "/health", home) as url:
         yield url, home
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
