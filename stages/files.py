@@ -26,6 +26,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        if target.is_dir():  # the same output written as a directory by engine: dask
+            shutil.rmtree(target)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -46,8 +48,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     build = staging / target.name
     try:
         yield build
-        if target.exists():
+        if target.is_dir():
             shutil.rmtree(target)
+        elif target.exists():  # the same output written as one file by engine: pandas
+            target.unlink()
         os.replace(build, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -93,6 +97,17 @@ def file_md5(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def path_md5(path: Path) -> str:
+    """``file_md5`` of a file; for a directory (partitioned Parquet), the MD5 of its files'
+    relative paths and MD5s, in path order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_md5(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = [[str(p.relative_to(path)), file_md5(p)] for p in files]
+    return hashlib.md5(json.dumps(listing).encode()).hexdigest()  # noqa: S324 - identity hash
 
 
 def frame_hash(frame: pd.DataFrame) -> str:

@@ -259,8 +259,20 @@ class MonitorParams(_Section):
     prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
 
 
+class DaskParams(_Section):
+    """Where ``engine: dask`` runs: an existing cluster, or a ``LocalCluster`` on this machine."""
+
+    scheduler_address: str | None = None  # e.g. tcp://10.0.0.5:8786; DASK_SCHEDULER_ADDRESS wins
+    n_workers: Annotated[int, Field(ge=0)] = 0  # LocalCluster worker processes; 0 = one per core
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str = "auto"  # per LocalCluster worker, e.g. 2GiB; auto = machine / workers
+    blocksize: str = "64MiB"  # rows per partition, as bytes of the source file
+
+
 class Params(_Section):
     seed: int
+    engine: Literal["pandas", "dask"] = "pandas"
+    dask: DaskParams = Field(default_factory=DaskParams)
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     featurize: FeaturizeParams
@@ -278,6 +290,16 @@ class Params(_Section):
             raise ValueError(
                 f"package.gate names metric(s) {unknown} that a {self.train.task} task does not "
                 f"report (use {list(known)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dask_split_is_not_stratified(self) -> Params:
+        if self.engine == "dask" and self.featurize.stratify:
+            raise ValueError(
+                "featurize.stratify: true needs engine: pandas (with engine: dask each row's "
+                "part follows a seeded hash of its content, which keeps class proportions only "
+                "up to sampling noise)"
             )
         return self
 

@@ -253,6 +253,62 @@ def trial_runner(
         yield lambda batch: list(pool.map(_run_trial, *zip(*batch, strict=True)))
 
 
+# ---- cluster tasks (engine: dask) ----------------------------------------------------------
+
+# Each Dask worker builds one validator per search (its features loaded once, by ``loader``).
+_CLUSTER_VALIDATORS: dict[str, CrossValidator] = {}
+
+
+def _cluster_validator(
+    loader: Callable[[], tuple[pd.DataFrame, np.ndarray]], train_json: str, seed: int, threads: int
+) -> CrossValidator:
+    key = f"{loader!r}|{train_json}|{seed}|{threads}"
+    if key not in _CLUSTER_VALIDATORS:
+        _CLUSTER_VALIDATORS.clear()  # one search's data at a time
+        frame, y = loader()
+        train = TrainParams.model_validate_json(train_json)
+        _CLUSTER_VALIDATORS[key] = CrossValidator(frame, y, train, seed, threads)
+    return _CLUSTER_VALIDATORS[key]
+
+
+def _cluster_trial(loader, train_json: str, seed: int, threads: int, number: int, point: dict):
+    return _cluster_validator(loader, train_json, seed, threads).trial(number, point)
+
+
+def _cluster_out_of_fold(loader, train_json: str, seed: int, threads: int, best: Trial):
+    cv = _cluster_validator(loader, train_json, seed, threads)
+    _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
+    return cv.out_of_fold(best.point, boosters, best.best_iteration)
+
+
+class ClusterTrials:
+    """Trials as tasks on a Dask cluster: each worker loads the training features itself
+    (``loader`` runs on the worker) and keeps them for the whole search."""
+
+    def __init__(self, client: Any, loader: Callable, train: TrainParams, seed: int) -> None:
+        self.client, self.loader, self.seed = client, loader, seed
+        self.train_json = train.model_dump_json()
+        workers = client.scheduler_info()["workers"].values()
+        self.threads = min(w["nthreads"] for w in workers)
+        self.slots = sum(w["nthreads"] for w in workers) // self.threads
+
+    @contextmanager
+    def runner(self) -> Iterator[Callable]:
+        args = (self.loader, self.train_json, self.seed, self.threads)
+
+        def evaluate(batch: list[tuple[int, dict]]) -> list[Trial]:
+            futures = [
+                self.client.submit(_cluster_trial, *args, n, p, pure=False) for n, p in batch
+            ]
+            return self.client.gather(futures)
+
+        yield evaluate
+
+    def out_of_fold(self, best: Trial) -> np.ndarray:
+        args = (self.loader, self.train_json, self.seed, self.threads)
+        return self.client.submit(_cluster_out_of_fold, *args, best, pure=False).result()
+
+
 # ---- checkpoint ----------------------------------------------------------------------------
 
 
@@ -312,8 +368,10 @@ def run_search(
     total_threads: int,
     checkpoint: Checkpoint | None = None,
     on_trial: Callable[[Trial], None] = lambda trial: None,
+    cluster: ClusterTrials | None = None,
 ) -> list[Trial]:
-    """Ask/tell until ``n_calls`` trials are done; returns them in order."""
+    """Ask/tell until ``n_calls`` trials are done; returns them in order. Trials run in this
+    process, in worker processes, or as tasks on a Dask cluster (``cluster``)."""
     from skopt import Optimizer
 
     search = train.search
@@ -326,11 +384,16 @@ def run_search(
         acq_func=search.acq_func,
         random_state=seed,
     )
-    jobs, threads = worker_plan(search, total_threads)
+    if cluster is None:
+        jobs, threads = worker_plan(search, total_threads)
+        runner = trial_runner(frame, y, train, seed, jobs, threads)
+    else:
+        jobs, threads = cluster.slots, cluster.threads
+        runner = cluster.runner()
     log.info("search: %d calls, %d worker(s) x %d thread(s)", search.n_calls, jobs, threads)
     trials: list[Trial] = []
     with (
-        trial_runner(frame, y, train, seed, jobs, threads) as evaluate,
+        runner as evaluate,
         _progress(search.n_calls) as progress,
     ):
         while len(trials) < search.n_calls:

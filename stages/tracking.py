@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from stages.files import file_md5
+from stages.files import path_md5
 from stages.params import flatten
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def stage_run(
         parent_id = project_run or _parent_run_id(client, experiment_id, execution)
     tags = {
         **git_state(root),
-        **{f"data.{name}.md5": file_md5(path) for name, path in inputs.items()},
+        **{f"data.{name}.md5": path_md5(path) for name, path in inputs.items()},
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
         "dvc.stage": os.environ.get("DVC_STAGE", stage),
         STAGE_TAG: stage,

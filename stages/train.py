@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stages import cli
+from stages import cli, engine
 from stages.errors import StageError
 from stages.features import (
     FeatureSpec,
@@ -30,7 +32,7 @@ from stages.features import (
     inverse_target,
     transform_target,
 )
-from stages.files import file_md5, write_csv, write_json, write_with
+from stages.files import file_md5, path_md5, write_csv, write_json, write_with
 from stages.metrics import (
     classification_metrics,
     precision_recall_frame,
@@ -40,6 +42,7 @@ from stages.metrics import (
 from stages.params import Params, TrainParams, load_params
 from stages.search import (
     Checkpoint,
+    ClusterTrials,
     CrossValidator,
     Trial,
     best_trial,
@@ -197,51 +200,165 @@ def _load_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
     return frame, frame.pop(target)
 
 
+@dataclass
+class Fitted:
+    """What the search and the refit produce, whichever engine ran them."""
+
+    trials: list[Trial]
+    best: Trial
+    oof: np.ndarray  # out-of-fold scores of the best point, one per training row
+    booster: Any
+    columns: list[str]
+    lightgbm_params: dict
+    test_scores: np.ndarray
+
+
+def fit_in_process(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    x_test: pd.DataFrame,
+    params: Params,
+    checkpoint: Checkpoint,
+    on_trial: Callable[[Trial], None],
+) -> Fitted:
+    """Search, out-of-fold scores, refit and test scores on in-memory frames (pandas)."""
+    train_cfg, seed = params.train, params.seed
+    threads = thread_count(train_cfg.num_threads)
+    trials = run_search(x_train, y_train, train_cfg, seed, threads, checkpoint, on_trial)
+    best = best_trial(trials)
+    cv = CrossValidator(x_train, y_train, train_cfg, seed, threads)
+    _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
+    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
+    columns = feature_columns(train_cfg, best.point, x_train.columns)
+    final_params = lgb_params(best.point, train_cfg, seed, threads, cv.num_class)
+    booster = refit(x_train, y_train, columns, final_params, best.best_iteration)
+    test_scores = booster.predict(x_test[columns], num_threads=threads)
+    return Fitted(trials, best, oof, booster, columns, final_params, test_scores)
+
+
+def load_learned(
+    path: str, target: str, train: TrainParams, classes: list | None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The training features and the target LightGBM fits (run by each Dask worker)."""
+    frame, values = _load_split(Path(path), target)
+    return frame, learned_target(values, train, classes, "training")[1]
+
+
+LEARNED = "__learned_target__"
+
+
+def _with_learned(frame: pd.DataFrame, target: str, train: TrainParams, classes) -> pd.DataFrame:
+    return frame.assign(**{LEARNED: learned_target(frame[target], train, classes, "training")[1]})
+
+
+def refit_on_cluster(
+    client: Any, path: Path, target: str, fitted_params: dict, rounds: int, classes, params
+) -> Any:
+    """The chosen configuration trained with ``lightgbm.dask`` on the partitioned features."""
+    import lightgbm as lgb
+
+    columns = fitted_params.pop("columns")
+    # one frame for features and target, so that both keep the same partitions
+    frame = engine.read_parquet(path, columns=[*columns, target]).map_partitions(
+        _with_learned, target, params.train, classes
+    )
+    model = lgb.DaskLGBMRegressor(client=client, n_estimators=rounds, **fitted_params)
+    model.fit(frame[columns], frame[LEARNED])
+    return model.booster_
+
+
+def predict_partitions(booster: Any, path: Path, columns: list[str], threads: int) -> np.ndarray:
+    """Raw scores of every row of a partitioned table, partition by partition on the cluster."""
+    import dask
+
+    frame = engine.read_parquet(path, columns=columns)
+    predict = dask.delayed(_predict, pure=True)
+    parts = dask.compute(*[predict(booster, part, threads) for part in frame.to_delayed()])
+    return np.concatenate(parts)
+
+
+def _predict(booster: Any, frame: pd.DataFrame, threads: int) -> np.ndarray:
+    return booster.predict(frame, num_threads=threads)
+
+
+def fit_on_cluster(
+    client: Any,
+    inputs: dict[str, Path],
+    classes: list | None,
+    params: Params,
+    checkpoint: Checkpoint,
+    on_trial: Callable[[Trial], None],
+) -> Fitted:
+    """``fit_in_process`` on a Dask cluster: trials and out-of-fold scores as tasks (each
+    worker loads the training features once), the refit with ``lightgbm.dask``, test scores
+    per partition."""
+    import pyarrow.parquet as pq
+
+    train_cfg, seed, target = params.train, params.seed, params.featurize.target
+    loader = partial(load_learned, str(inputs["train"]), target, train_cfg, classes)
+    cluster = ClusterTrials(client, loader, train_cfg, seed)
+    total = cluster.slots * cluster.threads
+    trials = run_search(None, None, train_cfg, seed, total, checkpoint, on_trial, cluster)
+    best = best_trial(trials)
+    oof = cluster.out_of_fold(best)
+    available = [c for c in pq.ParquetDataset(inputs["train"]).schema.names if c != target]
+    columns = feature_columns(train_cfg, best.point, available)
+    num_class = len(classes) if train_cfg.task == "multiclass" else 1
+    final_params = lgb_params(best.point, train_cfg, seed, cluster.threads, num_class)
+    booster = refit_on_cluster(
+        client,
+        inputs["train"],
+        target,
+        {**final_params, "columns": columns},
+        best.best_iteration,
+        classes,
+        params,
+    )
+    test_scores = predict_partitions(booster, inputs["test"], columns, cluster.threads)
+    return Fitted(trials, best, oof, booster, columns, final_params, test_scores)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     params: Params = load_params(args.params)
     train_cfg, target = params.train, params.featurize.target
-    threads = thread_count(train_cfg.num_threads)
     spec = FeatureSpec.from_json(args.features / "spec.json")
     inputs = {"train": args.features / "train.parquet", "test": args.features / "test.parquet"}
-    x_train, values_train = _load_split(inputs["train"], target)
-    x_test, values_test = _load_split(inputs["test"], target)
+    on_cluster = params.engine == "dask"
+    if on_cluster:  # the features stay on the cluster; only the target columns come here
+        values_train = _load_target(inputs["train"], target)
+        values_test = _load_target(inputs["test"], target)
+    else:
+        x_train, values_train = _load_split(inputs["train"], target)
+        x_test, values_test = _load_split(inputs["test"], target)
     classes = (
         target_classes(values_train, train_cfg, target) if train_cfg.is_classification else None
     )
     actual_train, y_train = learned_target(values_train, train_cfg, classes, "training")
     actual_test, _ = learned_target(values_test, train_cfg, classes, "test")
-    key = checkpoint_key(train_cfg, params.seed, file_md5(inputs["train"]))
+    key = checkpoint_key(train_cfg, params.seed, path_md5(inputs["train"]))
     checkpoint = Checkpoint(args.checkpoint_dir / f"{key}.jsonl")
     if checkpoint.trials:
         log.info("resuming: %d finished trial(s) in %s", len(checkpoint.trials), checkpoint.path)
-    with stage_run(
-        "train", {"train": train_cfg, "seed": params.seed, "target": target}, inputs=inputs
-    ) as run:
-        trials = run_search(
-            x_train,
-            y_train,
-            train_cfg,
-            params.seed,
-            threads,
-            checkpoint,
-            on_trial=lambda trial: log_trial(run, trial),
-        )
-        best = best_trial(trials)
-        cv = CrossValidator(x_train, y_train, train_cfg, params.seed, threads)
-        _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
-        oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
-        columns = feature_columns(train_cfg, best.point, x_train.columns)
-        final_params = lgb_params(best.point, train_cfg, params.seed, threads, cv.num_class)
-        booster = refit(x_train, y_train, columns, final_params, best.best_iteration)
-        test_scores = booster.predict(x_test[columns], num_threads=threads)
+    with (
+        engine.dask_client(params.dask) if on_cluster else nullcontext() as client,
+        stage_run(
+            "train", {"train": train_cfg, "seed": params.seed, "target": target}, inputs=inputs
+        ) as run,
+    ):
+        on_trial = partial(log_trial, run)
+        if on_cluster:
+            fitted = fit_on_cluster(client, inputs, classes, params, checkpoint, on_trial)
+        else:
+            fitted = fit_in_process(x_train, y_train, x_test, params, checkpoint, on_trial)
+        trials, best = fitted.trials, fitted.best
         metric = train_cfg.search.metric
         metrics = {
             "cv": {
-                **quality(train_cfg, actual_train, oof),
+                **quality(train_cfg, actual_train, fitted.oof),
                 f"search_{metric}": loss(metric, best.score),
             },
-            "test": quality(train_cfg, actual_test, test_scores),
+            "test": quality(train_cfg, actual_test, fitted.test_scores),
             "best_iteration": best.best_iteration,
             "trials": len(trials),
         }
@@ -251,21 +368,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "target_transform": train_cfg.target_transform,
             "classes": classes,
             "feature_set": feature_set_name(train_cfg, best.point),
-            "features": columns,
-            "spec": asdict(spec.select(columns)),
-            "lightgbm_params": final_params,
+            "features": fitted.columns,
+            "spec": asdict(spec.select(fitted.columns)),
+            "lightgbm_params": fitted.lightgbm_params,
             "best_trial": {k: v for k, v in asdict(best).items() if k not in ("seconds", "reused")},
-            "num_threads": threads,
+            "num_threads": fitted.lightgbm_params["num_threads"],
         }
-        write_with(booster.save_model, args.model_dir / "booster.txt")
+        write_with(fitted.booster.save_model, args.model_dir / "booster.txt")
         write_json(summary, args.model_dir / "summary.json")
         write_json(metrics, args.metrics)
         write_csv(history_frame(trials), args.plots_dir / "search.csv")
-        write_csv(importance_frame(booster), args.plots_dir / "importance.csv")
-        plots = plot_frames(train_cfg, values_test, actual_test, test_scores, classes)
+        write_csv(importance_frame(fitted.booster), args.plots_dir / "importance.csv")
+        plots = plot_frames(train_cfg, values_test, actual_test, fitted.test_scores, classes)
         for name, frame in plots.items():
             write_csv(frame, args.plots_dir / name)
-        run.set_tags({BOOSTER_TAG: file_md5(args.model_dir / "booster.txt")})  # for lineage
+        run.set_tags(
+            {BOOSTER_TAG: file_md5(args.model_dir / "booster.txt"), "engine": params.engine}
+        )
         run.log_params({f"best.{k}": v for k, v in best.point.items()})
         run.log_metrics({**metrics, "trials_reused": sum(t.reused for t in trials)})
         run.log_series(
@@ -276,6 +395,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint.remove()
     log.info("test: %s", {k: round(v, 4) for k, v in metrics["test"].items()})
     return 0
+
+
+def _load_target(path: Path, target: str) -> pd.Series:
+    try:
+        return pd.read_parquet(path, columns=[target])[target]
+    except (KeyError, ValueError) as exc:  # pyarrow: "No match for FieldRef.Name(...)"
+        raise StageError(f"train: target column '{target}' is not in {path}") from exc
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from stages import cli, html_report
 from stages.errors import StageError
 from stages.files import read_json, write_json, write_text
 from stages.ingest import read_table, resolve_source, source_format
-from stages.params import ValidateParams, load_params
+from stages.params import Params, ValidateParams, load_params
 from stages.suite import build_suite, to_json
 from stages.tracking import stage_run
 
@@ -232,6 +232,35 @@ def read_inputs(specs: Sequence[str], label: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def read_inputs_partitioned(specs: Sequence[str], label: str) -> Any:
+    """``read_inputs`` for ``engine: dask``: Parquet files or partitioned directories, lazily."""
+    import dask.dataframe as dd
+
+    from stages import engine
+
+    named = [spec.split("=", 1) if "=" in spec else ["", spec] for spec in specs]
+    frames = []
+    for name, source in named:
+        if not Path(source).exists():
+            raise StageError(f"validate: {source} does not exist")
+        frame = engine.read_parquet(source)
+        frames.append(frame.assign(**{label: name}) if len(named) > 1 else frame)
+    return dd.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def validation_result(args: argparse.Namespace, params: Params, suite: Any) -> dict:
+    """GX's result for the tables named by ``--data``: whole, or per partition on Dask."""
+    examples = params.validate_.result_examples
+    if params.engine != "dask":
+        return run_suite(read_inputs(args.data, args.label), suite, examples)
+    from stages import engine
+    from stages.validate_partitions import validate_partitioned
+
+    with engine.dask_client(params.dask):
+        frame = read_inputs_partitioned(args.data, args.label)
+        return validate_partitioned(frame, read_json(args.suite), examples)
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -252,9 +281,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    params: ValidateParams = load_params(args.params).validate_
+    params = load_params(args.params)
     if args.command == "build-suite":
-        return build_suite_file(args, params)
+        return build_suite_file(args, params.validate_)
     return check(args, params)
 
 
@@ -267,13 +296,13 @@ def build_suite_file(args: argparse.Namespace, params: ValidateParams) -> int:
     return 0
 
 
-def check(args: argparse.Namespace, params: ValidateParams) -> int:
+def check(args: argparse.Namespace, all_params: Params) -> int:
+    params = all_params.validate_
     suite = load_suite(args.suite)
-    frame = read_inputs(args.data, args.label)
     sources = {f"data.{i}": Path(s.split("=", 1)[-1]) for i, s in enumerate(args.data)}
-    inputs = {"suite": args.suite, **{k: p for k, p in sources.items() if p.is_file()}}
+    inputs = {"suite": args.suite, **{k: p for k, p in sources.items() if p.exists()}}
     with stage_run(f"validate {args.suite.stem}", params, inputs=inputs) as run:
-        report = build_report(run_suite(frame, suite, params.result_examples), args.suite)
+        report = build_report(validation_result(args, all_params, suite), args.suite)
         counts = report["statistics"]
         write_json(report, args.report)
         write_text(render_html(report, f"Validation: {args.suite.name}"), args.html)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from stages.errors import StageError
-from stages.featurize import clean, featurize, make_spec, split
+from stages.featurize import clean, featurize, in_test_part, make_spec, split
 from stages.params import FeaturizeParams
 
 
@@ -39,13 +41,37 @@ def test_bad_filter_is_named(raw_frame):
         clean(raw_frame, _params(row_filters=["nope > 0"]))
 
 
-def test_split_is_seeded_disjoint_and_complete(raw_frame):
-    frame = raw_frame.assign(row=range(len(raw_frame)))
-    train, test = split(frame, 0.34, seed=1)
-    again_train, _ = split(frame, 0.34, seed=1)
-    assert train.equals(again_train)
-    assert len(test) == 2 and len(train) == 4
+def _numbered(rows: int) -> pd.DataFrame:
+    return pd.DataFrame({"row": range(rows), "value": np.arange(rows) % 7})
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    frame = _numbered(1000)
+    train, test = split(frame, 0.3, seed=1)
+    again_train, _ = split(frame, 0.3, seed=1)
+    other_train, _ = split(frame, 0.3, seed=2)
+    assert train.equals(again_train) and not train.equals(other_train)
+    assert 250 <= len(test) <= 350 and len(train) + len(test) == 1000
     assert set(train["row"]).isdisjoint(test["row"])
+
+
+def test_a_rows_part_depends_on_its_values_only():
+    """Row order and partitioning do not move a row between parts (engine: dask relies on it),
+    and new rows do not move old ones."""
+    frame = _numbered(500)
+    _, test = split(frame, 0.2, seed=3)
+    _, shuffled_test = split(frame.sample(frac=1, random_state=0), 0.2, seed=3)
+    _, grown_test = split(_numbered(800), 0.2, seed=3)
+    halves = [in_test_part(part, 0.2, seed=3) for part in (frame[:250], frame[250:])]
+    assert set(shuffled_test["row"]) == set(test["row"])
+    assert set(test["row"]) == set(grown_test["row"][grown_test["row"] < 500])
+    assert np.concatenate(halves).sum() == len(test)
+
+
+def test_stratified_split_keeps_class_shares():
+    frame = pd.DataFrame({"row": range(400), "label": ["a"] * 300 + ["b"] * 100})
+    _, test = split(frame, 0.25, seed=1, stratify_by="label")
+    assert len(test) == 100 and (test["label"] == "b").sum() == 25
 
 
 def test_split_refuses_an_empty_part(raw_frame):
