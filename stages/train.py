@@ -252,17 +252,24 @@ def _with_learned(frame: pd.DataFrame, target: str, train: TrainParams, classes)
 
 
 def refit_on_cluster(
-    client: Any, path: Path, target: str, fitted_params: dict, rounds: int, classes, params
+    client: Any,
+    path: Path,
+    columns: list[str],
+    lightgbm_params: dict,
+    rounds: int,
+    params: Params,
+    classes: list | None,
 ) -> Any:
-    """The chosen configuration trained with ``lightgbm.dask`` on the partitioned features."""
+    """``refit`` with ``lightgbm.dask``: the chosen configuration trained on the partitioned
+    training features, on the cluster's workers."""
     import lightgbm as lgb
 
-    columns = fitted_params.pop("columns")
+    target = params.featurize.target
     # one frame for features and target, so that both keep the same partitions
     frame = engine.read_parquet(path, columns=[*columns, target]).map_partitions(
         _with_learned, target, params.train, classes
     )
-    model = lgb.DaskLGBMRegressor(client=client, n_estimators=rounds, **fitted_params)
+    model = lgb.DaskLGBMRegressor(client=client, n_estimators=rounds, **lightgbm_params)
     model.fit(frame[columns], frame[LEARNED])
     return model.booster_
 
@@ -306,13 +313,7 @@ def fit_on_cluster(
     num_class = len(classes) if train_cfg.task == "multiclass" else 1
     final_params = lgb_params(best.point, train_cfg, seed, cluster.threads, num_class)
     booster = refit_on_cluster(
-        client,
-        inputs["train"],
-        target,
-        {**final_params, "columns": columns},
-        best.best_iteration,
-        classes,
-        params,
+        client, inputs["train"], columns, final_params, best.best_iteration, params, classes
     )
     test_scores = predict_partitions(booster, inputs["test"], columns, cluster.threads)
     return Fitted(trials, best, oof, booster, columns, final_params, test_scores)

@@ -49,7 +49,7 @@ def test_dask_params_refuse_a_stratified_split(tmp_path):
         "stratify: false", "stratify: true"
     )
     (tmp_path / "params.yaml").write_text(text)
-    with pytest.raises(StageError, match="featurize.stratify"):
+    with pytest.raises(StageError, match=r"featurize\.stratify"):
         load_params(tmp_path / "params.yaml")
 
 

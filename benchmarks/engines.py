@@ -1,0 +1,323 @@
+"""pandas against Dask: wall time and peak memory of ingest, validate, featurize and one
+LightGBM fit, at two table sizes, and how each grows with the data.
+
+    python -m benchmarks.engines [--rows 1000000 10000000] [--out benchmarks/results_engines.md]
+
+Needs ``data/raw/data.parquet`` (``dvc repro ingest``). For each size it writes a table like
+the raw data (``benchmarks.scale_data``: resampled rows, 2% noise), then runs the stages'
+own commands on it, each in its own process tree, under ``engine: pandas`` and
+``engine: dask`` (a LocalCluster: 2 workers x 1 thread). Peak memory is the largest sum of
+the resident memory of the stage's process and all its children (the Dask workers), sampled
+every 50 ms. The fit is 100 rounds of the ``geometry`` feature set with fixed parameters
+(``lgb.train`` on the whole training part, or ``lightgbm.dask`` on its partitions).
+
+One more Dask row runs ingest, validate and featurize with the workers' memory capped below
+the table's in-memory size (``--capped-memory``), which pandas cannot do by construction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = ("ingest", "validate", "featurize", "fit")
+FIT_PARAMS = {"learning_rate": 0.1, "num_leaves": 63, "min_child_samples": 20}
+FIT_ROUNDS = 100
+
+
+# ---- measuring -----------------------------------------------------------------------------
+
+
+def measure(command: list[str], env: dict[str, str]) -> dict:
+    """Run ``command``; its wall time, peak memory of its process tree, and exit code."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    peak = 0
+    root = psutil.Process(process.pid)
+    while process.poll() is None:
+        peak = max(peak, _tree_rss(root))
+        time.sleep(0.05)
+    out, err = process.communicate()
+    seconds = time.perf_counter() - start
+    if process.returncode != 0:
+        tail = "\n".join(err.strip().splitlines()[-5:])
+        _say(f"  {' '.join(command[2:4])} exited {process.returncode}: {tail}")
+    return {"seconds": seconds, "peak_mb": peak / 2**20, "exit": process.returncode, "out": out}
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)  # noqa: T201 - progress of a long benchmark
+
+
+def _tree_rss(root: psutil.Process) -> int:
+    total = 0
+    try:
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        pass
+    return total
+
+
+# ---- the runs ------------------------------------------------------------------------------
+
+
+def write_params(folder: Path, data: Path, engine: str, memory_limit: str) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["engine"] = engine
+    params["dask"].update(memory_limit=memory_limit, blocksize="16MiB")
+    params["ingest"].update(source=str(data), format="parquet", read_options={})
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def scaled_suite(folder: Path, rows: int) -> Path:
+    """The raw suite, with the row-count bounds of ``rows`` rows."""
+    suite = json.loads((REPO / "expectations/raw.json").read_text())
+    for entry in suite["expectations"]:
+        if entry["type"] == "expect_table_row_count_to_be_between":
+            entry["kwargs"].update(min_value=rows // 2, max_value=rows * 2)
+    path = folder / "raw_suite.json"
+    path.write_text(json.dumps(suite))
+    return path
+
+
+def step_commands(work: Path, params: Path, suite: Path) -> dict[str, list[str]]:
+    py = [sys.executable, "-m"]
+    raw, features = work / "raw.parquet", work / "features"
+    return {
+        "ingest": [
+            *py,
+            "stages.ingest",
+            "--params",
+            str(params),
+            "--out",
+            str(raw),
+            "--meta",
+            str(work / "ingest.json"),
+        ],
+        "validate": [
+            *py,
+            "stages.validate",
+            "--params",
+            str(params),
+            "check",
+            "--data",
+            str(raw),
+            "--suite",
+            str(suite),
+            "--report",
+            str(work / "v.json"),
+            "--html",
+            str(work / "v.html"),
+            "--metrics",
+            str(work / "vm.json"),
+        ],
+        "featurize": [
+            *py,
+            "stages.featurize",
+            "--params",
+            str(params),
+            "--data",
+            str(raw),
+            "--out-dir",
+            str(features),
+            "--metrics",
+            str(work / "f.json"),
+        ],
+        "fit": [
+            *py,
+            "benchmarks.engines",
+            "fit",
+            "--params",
+            str(params),
+            "--features",
+            str(features),
+        ],
+    }
+
+
+def run_engine(data: Path, rows: int, engine: str, memory_limit: str, steps, root: Path) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"{engine}-", dir=root))
+    params = write_params(work, data, engine, memory_limit)
+    commands = step_commands(work, params, scaled_suite(work, rows))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    results = {}
+    for step in steps:
+        results[step] = measure(commands[step], env)
+        if step == "fit" and results[step]["exit"] == 0:
+            results[step]["fit_seconds"] = json.loads(results[step]["out"])["fit_seconds"]
+        took = results[step]
+        _say(
+            f"  {rows:>10,} {engine:<6} {step:<9} {took['seconds']:7.1f} s "
+            f"{took['peak_mb']:8.0f} MB"
+        )
+    return results
+
+
+# ---- one fit (a subcommand, so it is measured in its own process) --------------------------
+
+
+def fit(params_path: Path, features: Path) -> dict:
+    from stages import engine
+    from stages.params import load_params
+    from stages.search import thread_count
+    from stages.train import learned_target, refit, refit_on_cluster
+
+    params = load_params(params_path)
+    target, train = params.featurize.target, params.train
+    columns = train.feature_sets["geometry"]
+    lgb = {
+        "objective": "regression",
+        "seed": params.seed,
+        "deterministic": True,
+        "verbosity": -1,
+        "num_threads": thread_count(0),
+        **FIT_PARAMS,
+    }
+    if params.engine == "dask":
+        with engine.dask_client(params.dask) as client:
+            start = time.perf_counter()
+            refit_on_cluster(
+                client, features / "train.parquet", columns, lgb, FIT_ROUNDS, params, None
+            )
+            return {"fit_seconds": time.perf_counter() - start}
+    frame = pd.read_parquet(features / "train.parquet", columns=[*columns, target])
+    y = learned_target(frame.pop(target), train, None, "training")[1]
+    start = time.perf_counter()
+    refit(frame, y, columns, lgb, FIT_ROUNDS)
+    return {"fit_seconds": time.perf_counter() - start}
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def in_memory_mb(data: Path) -> float:
+    return pd.read_parquet(data).memory_usage(deep=True).sum() / 2**20
+
+
+def report(results: dict, sizes: dict[int, float], capped: str) -> str:
+    rows = sorted(sizes)
+    small, large = rows[0], rows[-1]
+    lines = [
+        "# pandas and Dask engines at scale",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.platform()} · "
+        f"{psutil.cpu_count()} cores · {psutil.virtual_memory().total / 2**30:.0f} GiB · "
+        f"Python {platform.python_version()} · `python -m benchmarks.engines`",
+        "",
+        "In-memory size of the raw table (pandas): "
+        + ", ".join(f"{n:,} rows = {sizes[n]:,.0f} MB" for n in rows),
+        "",
+        f"| step | engine | {' | '.join(f'{n:,} rows: s / peak MB' for n in rows)} "
+        f"| {large // small}x rows: time x / memory x |",
+        "|---|---|" + "---|" * (len(rows) + 1),
+    ]
+    for step in STEPS:
+        for label, by_size in results.items():
+            if step not in by_size[small]:
+                continue
+            cells = [by_size[n][step] for n in rows]
+            shown = [
+                f"{c['seconds']:.1f} / {c['peak_mb']:,.0f}"
+                + ("" if c["exit"] == 0 else " (failed)")
+                for c in cells
+            ]
+            first, last = cells[0], cells[-1]
+            time_x, memory_x = (
+                last["seconds"] / first["seconds"],
+                last["peak_mb"] / first["peak_mb"],
+            )
+            growth = f"{time_x:.1f} / {memory_x:.1f}"
+            lines.append(f"| {step} | {label} | {' | '.join(shown)} | {growth} |")
+    lines += [
+        "",
+        "Fit-only seconds (inside the process, data loaded): " + _fit_seconds(results, rows),
+        "",
+        f"`dask, capped`: LocalCluster workers limited to {capped} each, less in all than the "
+        "table's in-memory size at the largest size. Peak memory counts the stage process, "
+        "the scheduler (in the stage process) and the worker processes.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fit_seconds(results: dict, rows: list[int]) -> str:
+    parts = []
+    for label, by_size in results.items():
+        found = [by_size[n].get("fit", {}).get("fit_seconds") for n in rows]
+        if all(f is not None for f in found):
+            parts.append(f"{label} " + " / ".join(f"{f:.1f}" for f in found))
+    return "; ".join(parts)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    one = commands.add_parser("fit", help="one LightGBM fit (used by the benchmark)")
+    one.add_argument("--params", type=Path, required=True)
+    one.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--capped-memory", default="300MiB", help="per Dask worker")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results_engines.md")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.command == "fit":
+        print(json.dumps(fit(args.params, args.features)))  # noqa: T201 - read by the parent
+        return 0
+    root = Path(tempfile.mkdtemp(prefix="engines-", dir=args.workdir))
+    results: dict[str, dict[int, dict]] = {"pandas": {}, "dask": {}, "dask, capped": {}}
+    sizes = {}
+    for rows in sorted(args.rows):
+        data = root / f"data-{rows}"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.scale_data",
+                "--rows",
+                str(rows),
+                "--out",
+                str(data),
+            ],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        sizes[rows] = in_memory_mb(data)
+        results["pandas"][rows] = run_engine(data, rows, "pandas", "auto", STEPS, root)
+        results["dask"][rows] = run_engine(data, rows, "dask", "auto", STEPS, root)
+        results["dask, capped"][rows] = run_engine(
+            data, rows, "dask", args.capped_memory, STEPS[:3], root
+        )
+    text = report(results, sizes, args.capped_memory)
+    args.out.write_text(text)
+    print(text)  # noqa: T201 - the benchmark's output
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
