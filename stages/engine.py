@@ -48,35 +48,45 @@ def local_cluster_shape(params: DaskParams, cores: int) -> dict[str, Any]:
 def dask_client(params: DaskParams) -> Iterator[Any]:
     """A ``distributed.Client``: on the named cluster, or on a LocalCluster closed afterwards."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")  # task errors are reported once
+    # a worker short of memory spills to disk and, past its limit, is restarted (an error
+    # below), instead of pausing silently for ever
+    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE", "False")
     # keep pandas' own column types (Dask would turn text into string[pyarrow]), so both
     # engines give the same tables and content hashes
     os.environ.setdefault("DASK_DATAFRAME__CONVERT_STRING", "False")
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client, KilledWorker, LocalCluster
 
     from stages.search import cores
 
     dask.config.set(DASK_CONFIG)
 
     address = scheduler_address(params)
-    if address:
-        try:
-            client = Client(address, timeout="30s")
-        except OSError as exc:
-            raise StageError(f"dask: cannot reach the scheduler at {address}: {exc}") from exc
-        log.info("dask: cluster at %s", address)
-        with client:
+    try:
+        if address:
+            try:
+                client = Client(address, timeout="30s")
+            except OSError as exc:
+                raise StageError(f"dask: cannot reach the scheduler at {address}: {exc}") from exc
+            log.info("dask: cluster at %s", address)
+            with client:
+                yield client
+            return
+        shape = local_cluster_shape(params, cores())
+        with LocalCluster(**shape) as cluster, Client(cluster) as client:
+            log.info(
+                "dask: LocalCluster, %d worker(s) x %d thread(s), memory limit %s each",
+                shape["n_workers"],
+                shape["threads_per_worker"],
+                params.memory_limit,
+            )
             yield client
-        return
-    shape = local_cluster_shape(params, cores())
-    with LocalCluster(**shape) as cluster, Client(cluster) as client:
-        log.info(
-            "dask: LocalCluster, %d worker(s) x %d thread(s), memory limit %s each",
-            shape["n_workers"],
-            shape["threads_per_worker"],
-            params.memory_limit,
-        )
-        yield client
+    except KilledWorker as exc:
+        raise StageError(
+            f"dask: workers died running {exc.task!r}, most likely out of memory "
+            f"(dask.memory_limit: {params.memory_limit}); give them more memory or read "
+            f"smaller partitions (dask.blocksize: {params.blocksize})"
+        ) from exc
 
 
 def worker_threads(client: Any) -> dict[str, int]:
