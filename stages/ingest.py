@@ -144,8 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_parquet(frame, args.out)
         log.info("read %d rows x %d columns from %s", meta["rows"], meta["columns"], location)
         write_json(meta, args.meta)
-        run.set_tags({"engine": all_params.engine})
-        run.set_tags({"data.raw.sha256": meta["content_sha256"], "data.source": params.source})
+        run.set_tags(
+            {
+                "data.raw.sha256": meta["content_sha256"],
+                "data.source": params.source,
+                "engine": all_params.engine,
+            }
+        )
         run.log_metrics({"rows": meta["rows"], "columns": meta["columns"]})
         run.log_artifact(args.meta)
     return 0

@@ -262,6 +262,8 @@ _CLUSTER_VALIDATORS: dict[str, CrossValidator] = {}
 def _cluster_validator(
     loader: Callable[[], tuple[pd.DataFrame, np.ndarray]], train_json: str, seed: int, threads: int
 ) -> CrossValidator:
+    # the loader's arguments name the data and its digest: a long-lived cluster's workers
+    # never reuse features that have changed since
     key = f"{loader!r}|{train_json}|{seed}|{threads}"
     if key not in _CLUSTER_VALIDATORS:
         _CLUSTER_VALIDATORS.clear()  # one search's data at a time
@@ -269,6 +271,10 @@ def _cluster_validator(
         train = TrainParams.model_validate_json(train_json)
         _CLUSTER_VALIDATORS[key] = CrossValidator(frame, y, train, seed, threads)
     return _CLUSTER_VALIDATORS[key]
+
+
+def _forget_validators() -> None:
+    _CLUSTER_VALIDATORS.clear()
 
 
 def _cluster_trial(loader, train_json: str, seed: int, threads: int, number: int, point: dict):
@@ -307,6 +313,10 @@ class ClusterTrials:
     def out_of_fold(self, best: Trial) -> np.ndarray:
         args = (self.loader, self.train_json, self.seed, self.threads)
         return self.client.submit(_cluster_out_of_fold, *args, best, pure=False).result()
+
+    def release(self) -> None:
+        """Free the features the workers hold (a shared cluster outlives the stage)."""
+        self.client.run(_forget_validators)
 
 
 # ---- checkpoint ----------------------------------------------------------------------------

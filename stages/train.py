@@ -237,9 +237,11 @@ def fit_in_process(
 
 
 def load_learned(
-    path: str, target: str, train: TrainParams, classes: list | None
+    path: str, digest: str, target: str, train: TrainParams, classes: list | None
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The training features and the target LightGBM fits (run by each Dask worker)."""
+    """The training features and the target LightGBM fits (run by each Dask worker; ``digest``
+    of the data names it in the workers' cache)."""
+    del digest
     frame, values = _load_split(Path(path), target)
     return frame, learned_target(values, train, classes, "training")[1]
 
@@ -302,12 +304,16 @@ def fit_on_cluster(
     import pyarrow.parquet as pq
 
     train_cfg, seed, target = params.train, params.seed, params.featurize.target
-    loader = partial(load_learned, str(inputs["train"]), target, train_cfg, classes)
+    digest = path_md5(inputs["train"])
+    loader = partial(load_learned, str(inputs["train"]), digest, target, train_cfg, classes)
     cluster = ClusterTrials(client, loader, train_cfg, seed)
     total = cluster.slots * cluster.threads
-    trials = run_search(None, None, train_cfg, seed, total, checkpoint, on_trial, cluster)
-    best = best_trial(trials)
-    oof = cluster.out_of_fold(best)
+    try:
+        trials = run_search(None, None, train_cfg, seed, total, checkpoint, on_trial, cluster)
+        best = best_trial(trials)
+        oof = cluster.out_of_fold(best)
+    finally:
+        cluster.release()
     available = [c for c in pq.ParquetDataset(inputs["train"]).schema.names if c != target]
     columns = feature_columns(train_cfg, best.point, available)
     num_class = len(classes) if train_cfg.task == "multiclass" else 1
