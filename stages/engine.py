@@ -89,11 +89,6 @@ def dask_client(params: DaskParams) -> Iterator[Any]:
         ) from exc
 
 
-def worker_threads(client: Any) -> dict[str, int]:
-    """Threads of each worker, by address."""
-    return {addr: info["nthreads"] for addr, info in client.scheduler_info()["workers"].items()}
-
-
 CSV_SAMPLE = 16 * 2**20  # CSV bytes (at most one block) that column types are inferred from
 CSV_SAMPLE_ROWS = 100_000  # ...and rows of it (Dask's defaults: 256 kB, 10 rows)
 

@@ -61,11 +61,10 @@ def split(
     n_test = round(len(frame) * test_size)
     if stratify_by is None:
         is_test = in_test_part(frame, test_size, seed)
-    elif 0 < n_test < len(frame):
-        is_test = np.zeros(len(frame), dtype=bool)
-        is_test[_stratified_test_rows(frame[stratify_by], n_test, seed)] = True
     else:
         is_test = np.zeros(len(frame), dtype=bool)
+        if 0 < n_test < len(frame):
+            is_test[_stratified_test_rows(frame[stratify_by], n_test, seed)] = True
     if is_test.all() or not is_test.any():
         raise StageError(f"featurize: {len(frame)} rows cannot be split with test_size={test_size}")
     return (
