@@ -38,6 +38,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("ingest", "validate", "featurize", "fit")
+RUNS = ("pandas", "dask", "capped")
 FIT_PARAMS = {"learning_rate": 0.1, "num_leaves": 63, "min_child_samples": 20}
 FIT_ROUNDS = 100
 
@@ -298,8 +299,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--capped-memory", default="800MiB", help="of the one capped worker")
     parser.add_argument(
-        "--capped-only", action="store_true", help="only the capped Dask run (no fit)"
+        "--runs",
+        nargs="+",
+        choices=RUNS,
+        default=list(RUNS),
+        help="which runs (default: all); `capped` has no fit",
     )
+    parser.add_argument("--capped-only", action="store_true", help="the same as --runs capped")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results_engines.md")
     return parser.parse_args(argv)
@@ -318,10 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_module("benchmarks.scale_data", "--rows", str(rows), "--out", str(data))
         sizes[rows] = in_memory_mb(data)
         suite = reference_suite(data, root)
-        runs = [] if args.capped_only else [("pandas", (0, "auto"), STEPS)]
-        runs += [] if args.capped_only else [("dask", (0, "auto"), STEPS)]
-        runs.append(("dask, capped", (1, args.capped_memory), STEPS[:3]))
-        for label, cluster, steps in runs:
+        chosen = ["capped"] if args.capped_only else args.runs
+        runs = {
+            "pandas": ("pandas", (0, "auto"), STEPS),
+            "dask": ("dask", (0, "auto"), STEPS),
+            "capped": ("dask, capped", (1, args.capped_memory), STEPS[:3]),
+        }
+        for label, cluster, steps in (runs[name] for name in chosen):
             engine = label.split(",")[0]
             results[label][rows] = run_engine(data, rows, engine, cluster, steps, root, suite)
     text = report({k: v for k, v in results.items() if v}, sizes, args.capped_memory)

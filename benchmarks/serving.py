@@ -103,6 +103,16 @@ def timings(call: Callable[[int], object], count: int, warmup: int = 5) -> list[
     return out
 
 
+def request_rows(model: Path, held_out: Path, requests: int, batches: int) -> pd.DataFrame:
+    """Enough held-out rows (the model's input columns) for every request, drawn seeded."""
+    inputs = json.loads((model / "artifacts" / "metadata.json").read_text())["spec"]["inputs"]
+    needed = max(requests, batches * BATCH_ROWS) + 10 * BATCH_ROWS
+    frame = pd.read_parquet(held_out, columns=inputs)
+    frame = frame.astype({c: object for c in frame.select_dtypes("category")})
+    rows = frame.sample(needed, replace=needed > len(frame), random_state=0)
+    return rows.reset_index(drop=True)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -210,12 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.model / "MLmodel").exists():
         raise SystemExit(f"no packaged model in {args.model}: run `dvc repro` first")
     started, load = time.perf_counter(), os.getloadavg()
-    inputs = json.loads((args.model / "artifacts" / "metadata.json").read_text())["spec"]["inputs"]
-    needed = max(args.requests, args.batches * BATCH_ROWS) + 10 * BATCH_ROWS
-    held_out = pd.read_parquet(ROWS, columns=inputs)
-    held_out = held_out.astype({c: object for c in held_out.select_dtypes("category")})
-    rows = held_out.sample(needed, replace=needed > len(held_out), random_state=0)
-    rows = rows.reset_index(drop=True)
+    rows = request_rows(args.model, ROWS, args.requests, args.batches)
     results = measure(args.model, rows, args.requests, args.batches)
     facts = context(args.requests, args.batches, time.perf_counter() - started, load)
     command = shlex.join(["python", "-m", "benchmarks.serving", *argv])

@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
-DASK_CONFIG = {"dataframe.convert-string": False}
+DASK_CONFIG = {
+    "dataframe.convert-string": False,
+    # a task that no worker is left to run fails (an error below) instead of waiting for ever
+    "distributed.scheduler.no-workers-timeout": "120s",
+}
 
 
 def scheduler_address(params: DaskParams) -> str | None:
@@ -54,8 +58,12 @@ def dask_client(params: DaskParams) -> Iterator[Any]:
     # keep pandas' own column types (Dask would turn text into string[pyarrow]), so both
     # engines give the same tables and content hashes
     os.environ.setdefault("DASK_DATAFRAME__CONVERT_STRING", "False")
+    # Parquet buffers go back to the OS when freed (pyarrow's own pool keeps them), so a
+    # worker's memory follows the partitions it holds
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     import dask
     from distributed import Client, KilledWorker, LocalCluster
+    from distributed.scheduler import NoValidWorkerError, NoWorkerError
 
     from stages.search import cores
 
@@ -82,11 +90,24 @@ def dask_client(params: DaskParams) -> Iterator[Any]:
             )
             yield client
     except KilledWorker as exc:
-        raise StageError(
-            f"dask: workers died running {exc.task!r}, most likely out of memory "
-            f"(dask.memory_limit: {params.memory_limit}); give them more memory or read "
-            f"smaller partitions (dask.blocksize: {params.blocksize})"
-        ) from exc
+        raise StageError(cluster_failure(exc.task, None, params)) from exc
+    except (NoWorkerError, NoValidWorkerError) as exc:
+        raise StageError(cluster_failure(exc.task, exc.timeout, params)) from exc
+
+
+def cluster_failure(task: Any, waited: float | None, params: DaskParams) -> str:
+    """What to say when the cluster could not run a task: its workers kept dying on it, or
+    none was left (or ever joined) for ``waited`` seconds."""
+    advice = (
+        f"most likely out of memory (dask.memory_limit: {params.memory_limit}); give them "
+        f"more memory or read smaller partitions (dask.blocksize: {params.blocksize})"
+    )
+    if waited is None:
+        return f"dask: workers died running {task!r}, {advice}"
+    return (
+        f"dask: no worker to run {task!r} for {waited:.0f} s: none joined the cluster, or "
+        f"they died, {advice}"
+    )
 
 
 CSV_SAMPLE = 16 * 2**20  # CSV bytes (at most one block) that column types are inferred from

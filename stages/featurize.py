@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages import cli, engine
+from stages import cli, engine, repeats
 from stages.errors import StageError
 from stages.features import FeatureError, FeatureSpec, build_features, category_levels
 from stages.files import write_json, write_parquet, write_with
@@ -170,7 +170,7 @@ def featurize_partitioned(params: Params, data: Path, out_dir: Path) -> dict:
     settings = params.featurize
     raw = engine.read_parquet(data)
     check_columns(list(raw.columns), settings)
-    deduped = raw.drop_duplicates(split_out=True) if settings.drop_duplicates else raw
+    deduped = repeats.drop_duplicates(raw) if settings.drop_duplicates else raw
     tagged = deduped.map_partitions(
         clean_tagged,
         settings,

@@ -38,7 +38,14 @@ from stages.registry import (
     set_champion,
     version_by_alias,
 )
-from stages.tracking import BOOSTER_TAG, git_state, repo_root, stage_run
+from stages.tracking import (
+    BOOSTER_TAG,
+    TRACKING_SWITCH,
+    git_state,
+    repo_root,
+    stage_run,
+    tracking_enabled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
 
     args = _parse_args(argv)
+    if not tracking_enabled():
+        raise StageError(f"package: registers the model in MLflow; unset {TRACKING_SWITCH}=off")
     params = load_params(args.params)
     pkg, task, name = params.package, params.train.task, params.package.model_name
     summary = read_json(args.model_dir / "summary.json")

@@ -177,6 +177,40 @@ class StageRun:
             mlflow.log_artifact(str(path), artifact_path)
 
 
+class UntrackedRun(StageRun):
+    """What a stage logs when tracking is off (``PIPELINE_TRACKING=off``): nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(run_id="", experiment_id="")
+
+    def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
+        pass
+
+    def log_series(self, series: Mapping[str, Sequence[float]]) -> None:
+        pass
+
+    def log_child(self, name: str, params: Mapping, metrics: Mapping, tags: Mapping) -> None:
+        pass
+
+    def log_params(self, params: Any) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+
+TRACKING_SWITCH = "PIPELINE_TRACKING"
+
+
+def tracking_enabled() -> bool:
+    """False when ``PIPELINE_TRACKING=off``: stages log nothing to MLflow (quick local runs,
+    and the tracking-overhead benchmark). Packaging needs the registry and refuses."""
+    return os.environ.get(TRACKING_SWITCH, "on").strip().lower() not in {"off", "0", "false"}
+
+
 def _short(value: Any, limit: int = 6000) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -189,7 +223,12 @@ def stage_run(
     """Open the MLflow run of ``stage``, under this execution's parent run if ``pipeline``.
 
     Logs ``params`` (flattened) and the lineage tags; marks the run FAILED if the body raises.
+    With ``PIPELINE_TRACKING=off`` the stage gets a run that logs nothing.
     """
+    if not tracking_enabled():
+        log.info("MLflow tracking off (%s=off)", TRACKING_SWITCH)
+        yield UntrackedRun()
+        return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 

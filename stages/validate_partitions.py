@@ -9,43 +9,71 @@ whole-table check; the partition results are then merged into one result shaped 
 - row count and KL divergence: each partition returns the metrics GX computes them from
   (row count; non-null count and histogram or value counts), the sums go to GX's own
   ``_validate``, so the figures are the whole table's;
-- compound uniqueness: the table is first shuffled on those columns (equal rows meet in one
-  partition), then checked per partition.
+- compound uniqueness: only rows whose hash on those columns occurs more than once are
+  gathered (``stages.repeats``) and checked by GX; every other row is unique.
+
+A worker runs GX on at most ``GX_ROWS`` rows at a time, so its memory does not grow with the
+partition size.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from stages import repeats
 from stages.validate import CRITICAL, parse_suite, run_suite
 
 KL = "expect_column_kl_divergence_to_be_less_than"
 ROW_COUNT = "expect_table_row_count_to_be_between"
 UNIQUE = "expect_compound_columns_to_be_unique"
+GX_ROWS = 250_000  # rows in one GX run on a worker
 
 
 def split_suite(spec: dict) -> dict[str, list[dict]]:
     """The suite's expectations by how they are evaluated: per partition, from merged
-    metrics, or after a shuffle."""
-    groups: dict[str, list[dict]] = {"partition": [], "metrics": [], "shuffled": []}
+    metrics, or on the rows that may repeat."""
+    groups: dict[str, list[dict]] = {"partition": [], "metrics": [], "unique": []}
     for entry in spec["expectations"]:
         kind = entry["type"]
-        group = "metrics" if kind in (KL, ROW_COUNT) else "shuffled" if kind == UNIQUE else None
+        group = "metrics" if kind in (KL, ROW_COUNT) else "unique" if kind == UNIQUE else None
         groups[group or "partition"].append(entry)
     return groups
 
 
-def check_partition(frame: pd.DataFrame, entries: list[dict], examples: int) -> dict:
-    """GX's results for one partition (the suite's per-partition expectations)."""
+def check_partition(frame: pd.DataFrame, entries: list[dict], examples: int) -> list[dict]:
+    """GX's results for one partition (the suite's per-partition expectations), one per slice
+    of at most ``GX_ROWS`` rows."""
+    starts = range(0, max(len(frame), 1), GX_ROWS)
+    return [check_slice(frame.iloc[start : start + GX_ROWS], entries, examples) for start in starts]
+
+
+def check_slice(frame: pd.DataFrame, entries: list[dict], examples: int) -> dict:
+    """GX's results for rows numbered from 0."""
     if not entries:
         return {"rows": len(frame), "results": []}
     suite = parse_suite({"name": "partition", "expectations": entries}, "partition")
-    result = run_suite(frame.reset_index(drop=True), suite, examples)  # rows numbered from 0
+    result = run_suite(frame.reset_index(drop=True), suite, examples)
+    # GX leaves reference cycles that hold copies of the rows: free them now, or a worker's
+    # memory grows with every slice until the cycle collector happens to run
+    gc.collect()
     return {"rows": len(frame), "results": result["results"]}
+
+
+def ignored_rows(frame: pd.DataFrame, kwargs: dict) -> int:
+    """Rows a compound uniqueness check skips as missing (GX's ``ignore_row_if``)."""
+    rule = kwargs.get("ignore_row_if", "all_values_are_missing")
+    present = [c for c in kwargs["column_list"] if c in frame]
+    if rule == "never" or not present:
+        return 0
+    missing = frame[present].isna()
+    return int(
+        (missing.any(axis=1) if rule == "any_value_is_missing" else missing.all(axis=1)).sum()
+    )
 
 
 def partition_metrics(frame: pd.DataFrame, entries: list[dict]) -> dict:
@@ -76,11 +104,12 @@ def merge(
     spec: dict,
     partitions: list[dict],
     metrics: list[dict],
-    shuffled: list[list[dict]],
+    unique: list[list[dict]],
     examples: int,
 ) -> dict:
     """One GX-shaped validation result from the per-partition pieces, in suite order
-    (``shuffled``: each uniqueness expectation's partition results)."""
+    (``partitions``: each slice's results; ``unique``: each uniqueness expectation's results
+    on the candidate rows and on the others)."""
     groups = split_suite(spec)
     offsets = np.cumsum([0] + [p["rows"] for p in partitions[:-1]]).tolist()
     merged = [
@@ -88,12 +117,12 @@ def merge(
         for i, entry in enumerate(groups["partition"])
     ]
     merged += [
-        merge_results(entry, [p["results"][0] for p in parts], None, examples)
-        for entry, parts in zip(groups["shuffled"], shuffled, strict=True)
+        merge_results(entry, parts, [0] * len(parts), examples)  # rows numbered already
+        for entry, parts in zip(groups["unique"], unique, strict=True)
     ]
     merged += [from_metrics(entry, metrics, str(i)) for i, entry in enumerate(groups["metrics"])]
     order = {id(entry): n for n, entry in enumerate(spec["expectations"])}
-    entries = groups["partition"] + groups["shuffled"] + groups["metrics"]
+    entries = groups["partition"] + groups["unique"] + groups["metrics"]
     ranked = sorted(zip(entries, merged, strict=True), key=lambda pair: order[id(pair[0])])
     return {"results": [result for _, result in ranked]}
 
@@ -235,22 +264,68 @@ def validate_partitioned(frame: Any, spec: dict, examples: int) -> dict:
     import dask
 
     groups = split_suite(spec)
+    checked = [unique_columns(entry, list(frame.columns)) for entry in groups["unique"]]
+    keys = list(dict.fromkeys(checked))  # each column list hashed once
     parts = frame.to_delayed()
-    check = dask.delayed(check_partition, pure=True)
-    measure = dask.delayed(partition_metrics, pure=True)
-    tasks = [
-        [check(part, groups["partition"], examples) for part in parts],
-        [measure(part, groups["metrics"]) for part in parts],
-        [
-            [check(part, [entry], examples) for part in _shuffled(frame, entry)]
-            for entry in groups["shuffled"]
-        ],
+    inspect = dask.delayed(inspect_partition, pure=True)
+    found = dask.compute(*[inspect(part, groups, keys, examples) for part in parts])
+    sizes = [p["rows"] for p in found]
+    candidates = {
+        key: numbered_candidates(parts, key, [p["hashes"][n] for p in found], sizes, frame._meta)
+        for n, key in enumerate(keys)
+    }
+    unique = [
+        unique_results(
+            candidates[key], entry, sum(sizes), sum(p["ignored"][n] for p in found), examples
+        )
+        for n, (entry, key) in enumerate(zip(groups["unique"], checked, strict=True))
     ]
-    partitions, metrics, shuffled = dask.compute(*tasks)
-    return merge(spec, list(partitions), list(metrics), [list(s) for s in shuffled], examples)
+    slices = [s for p in found for s in p["slices"]]
+    return merge(spec, slices, [p["metrics"] for p in found], unique, examples)
 
 
-def _shuffled(frame: Any, entry: dict) -> list:
-    """Partitions in which rows equal on the expectation's columns meet."""
-    present = [c for c in entry["kwargs"]["column_list"] if c in frame.columns]
-    return frame.shuffle(on=present or list(frame.columns)).to_delayed()
+def unique_columns(entry: dict, columns: list[str]) -> tuple[str, ...]:
+    """The columns a uniqueness expectation's rows are hashed on (those present)."""
+    present = [c for c in entry["kwargs"]["column_list"] if c in columns]
+    return tuple(present or columns)
+
+
+def inspect_partition(
+    frame: pd.DataFrame, groups: dict[str, list[dict]], keys: list[tuple], examples: int
+) -> dict:
+    """All that validation needs from one partition, in one pass: GX's results per slice,
+    row count and KL metrics, row hashes for the uniqueness checks and the rows they skip."""
+    return {
+        "rows": len(frame),
+        "slices": check_partition(frame, groups["partition"], examples),
+        "metrics": partition_metrics(frame, groups["metrics"]),
+        "hashes": [repeats.row_hashes(frame, list(key)) for key in keys],
+        "ignored": [ignored_rows(frame, entry["kwargs"]) for entry in groups["unique"]],
+    }
+
+
+def numbered_candidates(
+    parts: list, columns: tuple, hashes: list[np.ndarray], sizes: list[int], meta: pd.DataFrame
+) -> pd.DataFrame:
+    """The rows that may repeat on ``columns``, indexed by their row number in the table."""
+    found = repeats.gather_candidates(parts, list(columns), hashes)
+    if found.empty:
+        return meta.iloc[:0]
+    offsets = np.cumsum([0, *sizes[:-1]])
+    numbers = offsets[found[repeats.PART].to_numpy()] + found[repeats.POSITION].to_numpy()
+    return found.drop(columns=[repeats.PART, repeats.POSITION]).set_axis(pd.Index(numbers))
+
+
+def unique_results(
+    candidates: pd.DataFrame, entry: dict, rows: int, ignored: int, examples: int
+) -> list[dict]:
+    """A uniqueness expectation's GX result on the candidate rows, and the plain counts of
+    the other rows (unique, by their hashes; ``ignored``: rows skipped in the whole table)."""
+    suite = parse_suite({"name": "unique", "expectations": [entry]}, "unique")
+    found = run_suite(candidates, suite, examples)["results"][0]
+    others = {
+        "element_count": rows - len(candidates),
+        "unexpected_count": 0,
+        "missing_count": ignored - ignored_rows(candidates, entry["kwargs"]),
+    }
+    return [found, {**found, "success": True, "exception_info": {}, "result": others}]

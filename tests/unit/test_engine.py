@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dask
 import dask.dataframe as dd
+import distributed  # registers its config defaults before any test sets dask config
 import pandas as pd
 import pytest
 
@@ -73,3 +74,17 @@ def test_cleaning_and_splitting_per_partition_equals_the_whole_table(raw_frame):
     assert counts == removed
     assert set(tagged.loc[tagged[TEST_COLUMN], "n"]) == set(test["n"])
     assert set(tagged.loc[~tagged[TEST_COLUMN], "n"]) == set(train["n"])
+
+
+def test_a_cluster_without_workers_stops_the_stage_instead_of_waiting(monkeypatch):
+    timeout = {"distributed.scheduler.no-workers-timeout": "1s"}
+    with (
+        dask.config.set(timeout),
+        distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as c,
+    ):
+        monkeypatch.setenv(engine.SCHEDULER_ENV, c.scheduler_address)
+        with (
+            pytest.raises(StageError, match=r"no worker to run .* for 1 s"),
+            engine.dask_client(DaskParams()) as client,
+        ):
+            client.submit(sum, [1, 2]).result()

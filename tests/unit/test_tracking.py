@@ -95,3 +95,12 @@ def test_a_failing_stage_marks_its_run_failed(mlflow_store):
         raise RuntimeError("bad")
     _, runs = _runs(mlflow_store)
     assert {r.info.status for r in runs} == {"FAILED"}
+
+
+def test_with_tracking_off_a_stage_logs_nothing(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    with stage_run("quiet", {"a": 1}, inputs={}) as run:
+        run.log_metrics({"rmse": 1.0})
+        run.log_child("trial-0", {"b": 2}, {"score": 0.5}, {})
+        run.log_artifact(tmp_path)
+    assert not (tmp_path / "mlflow.db").exists()

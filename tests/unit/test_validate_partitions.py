@@ -58,7 +58,9 @@ def _verdicts(report: dict) -> dict:
     return figures
 
 
-def test_merged_partitions_match_the_whole_table(suite):
+@pytest.mark.parametrize("gx_rows", [250_000, 300])
+def test_merged_partitions_match_the_whole_table(suite, gx_rows, monkeypatch):
+    monkeypatch.setattr("stages.validate_partitions.GX_ROWS", gx_rows)  # 300: slices too
     frame = _defective()
     whole = build_report(run_suite(frame, parse_suite(suite, "tiny"), 5), "tiny")
     with dask.config.set(scheduler="synchronous"):
@@ -81,12 +83,19 @@ def test_example_rows_are_numbered_in_the_whole_table(suite):
         and r["result"]["unexpected_count"]
     )
     assert widths["result"]["partial_unexpected_index_list"] == [5, 1500]
+    repeats = next(
+        r
+        for r in merged["results"]
+        if r["expectation_config"]["type"] == "expect_compound_columns_to_be_unique"
+    )
+    assert repeats["result"]["unexpected_count"] == 40
+    assert repeats["result"]["partial_unexpected_index_list"] == [10, 11, 12, 13, 14]
 
 
 def test_each_expectation_has_one_way_of_being_evaluated(suite):
     groups = split_suite(suite)
     assert sum(len(g) for g in groups.values()) == len(suite["expectations"])
-    assert {e["type"] for e in groups["shuffled"]} == {"expect_compound_columns_to_be_unique"}
+    assert {e["type"] for e in groups["unique"]} == {"expect_compound_columns_to_be_unique"}
     assert {e["type"] for e in groups["metrics"]} == {
         "expect_table_row_count_to_be_between",
         "expect_column_kl_divergence_to_be_less_than",
