@@ -12,9 +12,11 @@ every 50 ms. The fit is 100 rounds of the ``geometry`` feature set with fixed pa
 (``lgb.train`` on the whole training part, or ``lightgbm.dask`` on its partitions).
 
 One more Dask row runs ingest, validate and featurize on one worker whose memory is capped
-(``--capped-memory``); ``--capped-only`` runs just that, e.g. a table larger than the worker:
+(``--capped-memory``); ``--runs`` picks the runs (``pandas``, ``dask``, ``capped``), and
+``--capped-only`` (the same as ``--runs capped``) runs just that, e.g. a table larger than the
+worker:
 
-    python -m benchmarks.engines --rows 20000000 --capped-only --capped-memory 1536MiB \
+    python -m benchmarks.engines --rows 20000000 --capped-only --capped-memory 800MiB \
         --out benchmarks/results_engines_capped.md
 """
 

@@ -135,8 +135,15 @@ def median(values: Sequence[float]) -> float:
 
 
 def make_workspace(root: Path) -> Path:
-    """The repository's files (tracked, and new ones git does not ignore, as they are now) in
-    a git repository of their own."""
+    """The repository in a git repository of its own."""
+    workspace = copy_repository(root / "workspace")
+    _git_commit(workspace)
+    return workspace
+
+
+def copy_repository(dest: Path) -> Path:
+    """Copy the repository's files, tracked and new ones git does not ignore, as they are
+    now (no outputs, caches or stores) to ``dest``."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -144,15 +151,11 @@ def make_workspace(root: Path) -> Path:
         text=True,
         check=True,
     )
-    workspace = root / "workspace"
     for name in filter(None, listed.stdout.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            target = workspace / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    _git_commit(workspace)
-    return workspace
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
 
 
 def _git_commit(folder: Path) -> None:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -51,13 +51,6 @@ class Trial:
     best_iteration: int
     seconds: float
     reused: bool = False
-    # out-of-fold scores of the point, one per training row; kept for the best trial only
-    # (``run_search``), not stored in checkpoints
-    oof: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def record(self) -> dict[str, Any]:
-        """The trial as plain values (checkpoints, summaries), without its predictions."""
-        return {k: v for k, v in asdict(replace(self, oof=None)).items() if k != "oof"}
 
 
 # ---- configuration -> library objects ------------------------------------------------------
@@ -206,13 +199,9 @@ class CrossValidator:
         return score, _stable(std[-1]), len(mean), result["cvbooster"]
 
     def trial(self, number: int, point: dict[str, Any]) -> Trial:
-        """The point's CV score, and the fold models' predictions for the rows they did not
-        see (so the best trial needs no second cross-validation)."""
         start = time.perf_counter()
-        score, std, best_iteration, boosters = self.evaluate(point)
-        oof = self.out_of_fold(point, boosters, best_iteration)
-        seconds = time.perf_counter() - start
-        return Trial(number, point, score, std, best_iteration, seconds, oof=oof)
+        score, std, best_iteration, _ = self.evaluate(point)
+        return Trial(number, point, score, std, best_iteration, time.perf_counter() - start)
 
     def out_of_fold(self, point: dict[str, Any], cvbooster: Any, best_iteration: int) -> np.ndarray:
         """Predictions for every training row from the fold model that did not see it
@@ -362,14 +351,14 @@ class Checkpoint:
             point, sort_keys=True
         ):
             return None
-        return Trial(**{**trial.record(), "point": point, "reused": True})  # asked key order
+        return Trial(**{**asdict(trial), "point": point, "reused": True})  # asked key order
 
     def add(self, trial: Trial) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as handle:
-            handle.write(json.dumps(trial.record(), sort_keys=True) + "\n")
+            handle.write(json.dumps(asdict(trial), sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -431,12 +420,6 @@ def run_search(
                 done[trial.number] = trial
             for number, _ in batch:
                 trial = done[number]
-                best = best_trial(trials) if trials else None
-                if best is None or (trial.score, trial.number) < (best.score, best.number):
-                    if best is not None:  # predictions are kept for the best trial only
-                        trials[best.number] = replace(best, oof=None)
-                else:
-                    trial = replace(trial, oof=None)
                 trials.append(trial)
                 on_trial(trial)
                 progress(trial, min(t.score for t in trials))

@@ -227,10 +227,8 @@ def fit_in_process(
     trials = run_search(x_train, y_train, train_cfg, seed, threads, checkpoint, on_trial)
     best = best_trial(trials)
     cv = CrossValidator(x_train, y_train, train_cfg, seed, threads)
-    oof = best.oof
-    if oof is None:  # the best trial came from a checkpoint: cross-validate it again
-        _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the same models
-        oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
+    _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
+    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
     columns = feature_columns(train_cfg, best.point, x_train.columns)
     final_params = lgb_params(best.point, train_cfg, seed, threads, cv.num_class)
     booster = refit(x_train, y_train, columns, final_params, best.best_iteration)
@@ -313,7 +311,7 @@ def fit_on_cluster(
     try:
         trials = run_search(None, None, train_cfg, seed, total, checkpoint, on_trial, cluster)
         best = best_trial(trials)
-        oof = best.oof if best.oof is not None else cluster.out_of_fold(best)
+        oof = cluster.out_of_fold(best)
     finally:
         cluster.release()
     available = [c for c in pq.ParquetDataset(inputs["train"]).schema.names if c != target]
@@ -380,9 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "features": fitted.columns,
             "spec": asdict(spec.select(fitted.columns)),
             "lightgbm_params": fitted.lightgbm_params,
-            "best_trial": {
-                k: v for k, v in best.record().items() if k not in ("seconds", "reused")
-            },
+            "best_trial": {k: v for k, v in asdict(best).items() if k not in ("seconds", "reused")},
             "num_threads": fitted.lightgbm_params["num_threads"],
         }
         write_with(fitted.booster.save_model, args.model_dir / "booster.txt")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from benchmarks.pipeline import copy_repository
 
 BIN = Path(sys.executable).parent
 STAGES = ["ingest", "validate raw", "featurize", "validate features", "train", "package"]
@@ -115,19 +114,7 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy_repository(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    return dest
+_copy_repository = copy_repository  # the repository as it is now, in a folder of its own
 
 
 def git_commit(repo: Path, message: str) -> None:

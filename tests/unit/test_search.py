@@ -153,23 +153,6 @@ def test_out_of_fold_predictions_cover_every_row(synthetic_regression):
     assert oof.shape == (len(frame),) and np.isfinite(oof).all()
 
 
-def test_the_best_trial_keeps_its_out_of_fold_predictions(synthetic_regression, tmp_path):
-    """Equal to a second cross-validation of the best point; no other trial keeps any, and
-    checkpoints do not store them."""
-    frame, price = synthetic_regression
-    params = train_params()
-    path = tmp_path / "trials.jsonl"
-    trials = run_search(frame, np.log1p(price), params, 1, 1, Checkpoint(path))
-    best = best_trial(trials)
-    assert [t.number for t in trials if t.oof is not None] == [best.number]
-    cv = CrossValidator(frame, np.log1p(price), params, 1, 1)
-    _, _, _, boosters = cv.evaluate(best.point)
-    np.testing.assert_array_equal(
-        best.oof, cv.out_of_fold(best.point, boosters, best.best_iteration)
-    )
-    assert "oof" not in path.read_text()
-
-
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 def test_classification_search_uses_stratified_folds_and_log_loss(synthetic_classes, task):
     frame, size = synthetic_classes
