@@ -2,7 +2,7 @@
 
     python -m benchmarks [--repeat 3] [--out benchmarks/results.md]
 
-About 15 minutes on 2 cores. Everything runs in a throwaway copy of the repository (its
+About 16-18 minutes on 2 cores. Everything runs in a throwaway copy of the repository (its
 tracked files, a git repository, DVC cache and MLflow store of its own), so nothing of yours
 is touched. Each figure is the median of ``--repeat`` runs (no-op and start-up: twice that),
 and each ratio is between figures of this run:
