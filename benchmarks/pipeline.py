@@ -335,8 +335,7 @@ def serving(workspace: Path, requests: int, batches: int) -> dict:
 
     model = workspace / "models/pyfunc"
     rows = bench.request_rows(model, workspace / bench.ROWS, requests, batches)
-    results = bench.measure(model, rows, requests, batches)
-    return {key: values for key, values in results.items()}
+    return bench.measure(model, rows, requests, batches)
 
 
 # ---- the report ----------------------------------------------------------------------------
