@@ -111,7 +111,7 @@ def merge(
     (``partitions``: each slice's results; ``unique``: each uniqueness expectation's results
     on the candidate rows and on the others)."""
     groups = split_suite(spec)
-    offsets = np.cumsum([0] + [p["rows"] for p in partitions[:-1]]).tolist()
+    offsets = first_rows([p["rows"] for p in partitions]).tolist()
     merged = [
         merge_results(entry, [p["results"][i] for p in partitions], offsets, examples)
         for i, entry in enumerate(groups["partition"])
@@ -127,9 +127,7 @@ def merge(
     return {"results": [result for _, result in ranked]}
 
 
-def merge_results(
-    entry: dict, results: list[dict], offsets: list[int] | None, examples: int
-) -> dict:
+def merge_results(entry: dict, results: list[dict], offsets: list[int], examples: int) -> dict:
     """One expectation's partition results as one result."""
     base = results[0]
     failed = [r for r in results if not r["success"]]
@@ -147,10 +145,9 @@ def merge_results(
     }
 
 
-def summed_counts(
-    entry: dict, results: list[dict], offsets: list[int] | None, examples: int
-) -> dict:
-    """Totals of a row-level expectation, ``mostly`` applied to them, and example rows."""
+def summed_counts(entry: dict, results: list[dict], offsets: list[int], examples: int) -> dict:
+    """Totals of a row-level expectation, ``mostly`` applied to them, and example rows
+    (numbered in the whole table: ``offsets``, the first row of each result's part)."""
     elements = sum(r["element_count"] for r in results)
     unexpected = sum(r["unexpected_count"] for r in results)
     missing = sum(r.get("missing_count", 0) for r in results)
@@ -164,13 +161,12 @@ def summed_counts(
         "unexpected_percent": _percent(unexpected, judged),
         "partial_unexpected_list": values,
         "partial_unexpected_counts": _value_counts(values),
-    }
-    if offsets is not None:  # row numbers in the whole table
-        result["partial_unexpected_index_list"] = [
+        "partial_unexpected_index_list": [
             offset + row
             for r, offset in zip(results, offsets, strict=True)
             for row in r.get("partial_unexpected_index_list", [])
-        ][:examples]
+        ][:examples],
+    }
     if "missing_count" in results[0]:
         result |= {
             "missing_count": missing,
@@ -179,6 +175,11 @@ def summed_counts(
             "unexpected_percent_total": _percent(unexpected, elements),
         }
     return {"success": success, "result": result}
+
+
+def first_rows(sizes: list[int]) -> np.ndarray:
+    """The table row number each part starts at."""
+    return np.cumsum([0, *sizes[:-1]])
 
 
 def _percent(part: int, whole: int) -> float | None:
@@ -311,8 +312,7 @@ def numbered_candidates(
     found = repeats.gather_candidates(parts, list(columns), hashes)
     if found.empty:
         return meta.iloc[:0]
-    offsets = np.cumsum([0, *sizes[:-1]])
-    numbers = offsets[found[repeats.PART].to_numpy()] + found[repeats.POSITION].to_numpy()
+    numbers = first_rows(sizes)[found[repeats.PART].to_numpy()] + found[repeats.POSITION].to_numpy()
     return found.drop(columns=[repeats.PART, repeats.POSITION]).set_axis(pd.Index(numbers))
 
 
