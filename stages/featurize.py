@@ -228,18 +228,37 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def featurize_table(
+    raw: pd.DataFrame, params: FeaturizeParams, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, FeatureSpec, dict[str, Any]]:
+    """Clean, split and featurize a whole table in memory: train, test, spec and row counts."""
+    cleaned, removed = clean(raw, params)
+    stratify_by = params.target if params.stratify else None
+    train_raw, test_raw = split(cleaned, params.test_size, seed, stratify_by)
+    spec = make_spec(train_raw, params)
+    train = featurize(train_raw, spec, params.target)
+    test = featurize(test_raw, spec, params.target)
+    counts = {
+        "rows_in": len(raw),
+        "rows_removed": removed,
+        "train_rows": len(train),
+        "test_rows": len(test),
+    }
+    return train, test, spec, counts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     all_params = load_params(args.params)
     params = all_params.featurize
     if all_params.engine == "dask":
         with (
-            engine.dask_client(all_params.dask),
             stage_run(
                 "featurize",
                 {"featurize": params, "seed": all_params.seed},
                 inputs={"raw": args.data},
             ) as run,
+            engine.dask_client(all_params.dask),
         ):
             counts = featurize_partitioned(all_params, args.data, args.out_dir)
             features = counts.pop("features")
@@ -253,24 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             features,
         )
         return 0
-    raw = pd.read_parquet(args.data)
-    cleaned, removed = clean(raw, params)
-    stratify_by = params.target if params.stratify else None
-    train_raw, test_raw = split(cleaned, params.test_size, all_params.seed, stratify_by)
-    spec = make_spec(train_raw, params)
-    train, test = (
-        featurize(train_raw, spec, params.target),
-        featurize(test_raw, spec, params.target),
-    )
-    counts = {
-        "rows_in": len(raw),
-        "rows_removed": removed,
-        "train_rows": len(train),
-        "test_rows": len(test),
-    }
     with stage_run(
         "featurize", {"featurize": params, "seed": all_params.seed}, inputs={"raw": args.data}
     ) as run:
+        train, test, spec, counts = featurize_table(
+            pd.read_parquet(args.data), params, all_params.seed
+        )
         write_parquet(train, args.out_dir / "train.parquet")
         write_parquet(test, args.out_dir / "test.parquet")
         write_with(spec.to_json, args.out_dir / "spec.json")

@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, actual = held_out_rows(args.features, params.featurize.target)
     inputs = {"booster": booster_path, "summary": args.model_dir / "summary.json"}
     with (
-        stage_run("package", pkg, inputs=inputs) as run,
+        stage_run("package", pkg, inputs=inputs, in_process=True) as run,
         tempfile.TemporaryDirectory() as scratch,
     ):
         meta_path = Path(scratch) / "metadata.json"

@@ -53,6 +53,31 @@ class Trial:
     reused: bool = False
 
 
+@dataclass
+class BestModels:
+    """The fold models of the best trial so far, as LightGBM model strings, kept as trials
+    finish so the out-of-fold scores need no second cross-validation of the best point.
+
+    A trial's worker returns its models only when it beats ``score`` (few trials do); a best
+    trial replayed from a checkpoint or run on a cluster has none (``models`` is None)."""
+
+    number: int = -1
+    score: float = float("inf")
+    models: list[str] | None = None
+
+    def offer(self, trial: Trial, models: list[str] | None) -> None:
+        if (trial.score, trial.number) < (self.score, self.number) or self.number < 0:
+            self.number, self.score, self.models = trial.number, trial.score, models
+
+    def boosters(self, best: Trial) -> list[Any] | None:
+        """The best trial's fold boosters, if they were kept."""
+        if self.models is None or self.number != best.number:
+            return None
+        import lightgbm as lgb
+
+        return [lgb.Booster(model_str=text) for text in self.models]
+
+
 # ---- configuration -> library objects ------------------------------------------------------
 
 
@@ -199,18 +224,30 @@ class CrossValidator:
         return score, _stable(std[-1]), len(mean), result["cvbooster"]
 
     def trial(self, number: int, point: dict[str, Any]) -> Trial:
-        start = time.perf_counter()
-        score, std, best_iteration, _ = self.evaluate(point)
-        return Trial(number, point, score, std, best_iteration, time.perf_counter() - start)
+        return self.kept_trial(number, point, keep_below=float("-inf"))[0]
 
-    def out_of_fold(self, point: dict[str, Any], cvbooster: Any, best_iteration: int) -> np.ndarray:
+    def kept_trial(
+        self, number: int, point: dict[str, Any], keep_below: float
+    ) -> tuple[Trial, list[str] | None]:
+        """The trial, and its fold models (model strings, up to the best iteration) if it
+        scores below ``keep_below``."""
+        start = time.perf_counter()
+        score, std, best_iteration, cvbooster = self.evaluate(point)
+        trial = Trial(number, point, score, std, best_iteration, time.perf_counter() - start)
+        if score >= keep_below:
+            return trial, None
+        return trial, [b.model_to_string(num_iteration=best_iteration) for b in cvbooster.boosters]
+
+    def out_of_fold(
+        self, point: dict[str, Any], boosters: list[Any], best_iteration: int
+    ) -> np.ndarray:
         """Predictions for every training row from the fold model that did not see it
         (class probabilities, one column per class, for a multiclass task)."""
         columns = feature_columns(self.train, point, self.frame.columns)
         rows = len(self.frame)
         shape = (rows, self.num_class) if self.train.task == "multiclass" else rows
         predictions = np.empty(shape)
-        for (_, held_out), booster in zip(self.folds, cvbooster.boosters, strict=True):
+        for (_, held_out), booster in zip(self.folds, boosters, strict=True):
             predictions[held_out] = booster.predict(
                 self.frame.iloc[held_out][columns],
                 num_iteration=best_iteration,
@@ -223,25 +260,31 @@ class CrossValidator:
 
 _WORKER: CrossValidator | None = None
 
+# evaluates a batch of (number, point): each trial, with its fold models if below the loss given
+Evaluate = Callable[[list[tuple[int, dict]], float], list[tuple[Trial, list[str] | None]]]
+
 
 def _start_worker(frame: pd.DataFrame, y: np.ndarray, train_json: str, seed: int, threads: int):
     global _WORKER  # one validator per worker process, built once
     _WORKER = CrossValidator(frame, y, TrainParams.model_validate_json(train_json), seed, threads)
 
 
-def _run_trial(number: int, point: dict[str, Any]) -> Trial:
+def _run_trial(
+    number: int, point: dict[str, Any], keep_below: float
+) -> tuple[Trial, list[str] | None]:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER.trial(number, point)
+    return _WORKER.kept_trial(number, point, keep_below)
 
 
 @contextmanager
 def trial_runner(
     frame: pd.DataFrame, y: np.ndarray, train: TrainParams, seed: int, jobs: int, threads: int
-) -> Iterator[Callable[[list[tuple[int, dict]]], list[Trial]]]:
-    """A function that evaluates a batch of (number, point), in-process or in ``jobs`` workers."""
+) -> Iterator[Evaluate]:
+    """A function that evaluates a batch of (number, point), in-process or in ``jobs`` workers,
+    returning each trial with its fold models if it scores below the given loss."""
     if jobs == 1:
         cv = CrossValidator(frame, y, train, seed, threads)
-        yield lambda batch: [cv.trial(n, p) for n, p in batch]
+        yield lambda batch, keep_below: [cv.kept_trial(n, p, keep_below) for n, p in batch]
         return
     # spawn, not fork: forking a process that already runs OpenMP threads can hang
     with ProcessPoolExecutor(
@@ -250,7 +293,11 @@ def trial_runner(
         initializer=_start_worker,
         initargs=(frame, y, train.model_dump_json(), seed, threads),
     ) as pool:
-        yield lambda batch: list(pool.map(_run_trial, *zip(*batch, strict=True)))
+        for _ in range(jobs):  # start the workers now: they load the data meanwhile
+            pool.submit(int)
+        yield lambda batch, keep_below: list(
+            pool.map(_run_trial, *zip(*batch, strict=True), [keep_below] * len(batch))
+        )
 
 
 # ---- cluster tasks (engine: dask) ----------------------------------------------------------
@@ -284,7 +331,7 @@ def _cluster_trial(loader, train_json: str, seed: int, threads: int, number: int
 def _cluster_out_of_fold(loader, train_json: str, seed: int, threads: int, best: Trial):
     cv = _cluster_validator(loader, train_json, seed, threads)
     _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
-    return cv.out_of_fold(best.point, boosters, best.best_iteration)
+    return cv.out_of_fold(best.point, boosters.boosters, best.best_iteration)
 
 
 class ClusterTrials:
@@ -302,11 +349,12 @@ class ClusterTrials:
     def runner(self) -> Iterator[Callable]:
         args = (self.loader, self.train_json, self.seed, self.threads)
 
-        def evaluate(batch: list[tuple[int, dict]]) -> list[Trial]:
+        def evaluate(batch: list[tuple[int, dict]], keep_below: float) -> list[tuple[Trial, None]]:
+            del keep_below  # models stay on the workers; out_of_fold recomputes them there
             futures = [
                 self.client.submit(_cluster_trial, *args, n, p, pure=False) for n, p in batch
             ]
-            return self.client.gather(futures)
+            return [(trial, None) for trial in self.client.gather(futures)]
 
         yield evaluate
 
@@ -379,21 +427,13 @@ def run_search(
     checkpoint: Checkpoint | None = None,
     on_trial: Callable[[Trial], None] = lambda trial: None,
     cluster: ClusterTrials | None = None,
+    kept: BestModels | None = None,
 ) -> list[Trial]:
     """Ask/tell until ``n_calls`` trials are done; returns them in order. Trials run in this
-    process, in worker processes, or as tasks on a Dask cluster (``cluster``)."""
-    from skopt import Optimizer
-
+    process, in worker processes, or as tasks on a Dask cluster (``cluster``). ``kept``
+    receives the best trial's fold models."""
     search = train.search
     checkpoint = checkpoint or Checkpoint(None)
-    dims = skopt_space(search)
-    optimizer = Optimizer(
-        dims,
-        base_estimator="GP",
-        n_initial_points=min(search.n_initial_points, search.n_calls),
-        acq_func=search.acq_func,
-        random_state=seed,
-    )
     if cluster is None:
         jobs, threads = worker_plan(search, total_threads)
         runner = trial_runner(frame, y, train, seed, jobs, threads)
@@ -402,28 +442,40 @@ def run_search(
         runner = cluster.runner()
     log.info("search: %d calls, %d worker(s) x %d thread(s)", search.n_calls, jobs, threads)
     trials: list[Trial] = []
-    with (
-        runner as evaluate,
-        _progress(search.n_calls) as progress,
-    ):
-        while len(trials) < search.n_calls:
-            size = min(search.batch_size, search.n_calls - len(trials))
-            xs = optimizer.ask(n_points=size) if size > 1 else [optimizer.ask()]
-            batch = [
-                (len(trials) + i, {d.name: to_native(v) for d, v in zip(dims, x, strict=True)})
-                for i, x in enumerate(xs)
-            ]
-            done = {n: t for n, p in batch if (t := checkpoint.finished(n, p))}
-            todo = [(n, p) for n, p in batch if n not in done]
-            for trial in evaluate(todo) if todo else []:
-                checkpoint.add(trial)
-                done[trial.number] = trial
-            for number, _ in batch:
-                trial = done[number]
-                trials.append(trial)
-                on_trial(trial)
-                progress(trial, min(t.score for t in trials))
-            optimizer.tell(xs, [done[n].score for n, _ in batch])
+    kept = kept if kept is not None else BestModels()
+    with runner as evaluate:  # workers start first: scikit-optimize's import overlaps theirs
+        from skopt import Optimizer
+
+        dims = skopt_space(search)
+        optimizer = Optimizer(
+            dims,
+            base_estimator="GP",
+            n_initial_points=min(search.n_initial_points, search.n_calls),
+            acq_func=search.acq_func,
+            random_state=seed,
+        )
+        with _progress(search.n_calls) as progress:
+            while len(trials) < search.n_calls:
+                size = min(search.batch_size, search.n_calls - len(trials))
+                xs = optimizer.ask(n_points=size) if size > 1 else [optimizer.ask()]
+                batch = [
+                    (len(trials) + i, {d.name: to_native(v) for d, v in zip(dims, x, strict=True)})
+                    for i, x in enumerate(xs)
+                ]
+                done = {n: t for n, p in batch if (t := checkpoint.finished(n, p))}
+                todo = [(n, p) for n, p in batch if n not in done]
+                for trial in done.values():
+                    kept.offer(trial, None)
+                for trial, models in evaluate(todo, kept.score) if todo else []:
+                    checkpoint.add(trial)
+                    kept.offer(trial, models)
+                    done[trial.number] = trial
+                for number, _ in batch:
+                    trial = done[number]
+                    trials.append(trial)
+                    on_trial(trial)
+                    progress(trial, min(t.score for t in trials))
+                optimizer.tell(xs, [done[n].score for n, _ in batch])
     return trials
 
 

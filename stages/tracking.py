@@ -16,7 +16,11 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -216,20 +220,78 @@ def _short(value: Any, limit: int = 6000) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What a stage's run is opened with: plain values, so it can travel to the helper process."""
+
+    stage: str
+    params: dict[str, str]
+    inputs: dict[str, str]
+    pipeline: bool
+    project_run: str | None
+
+
+@dataclass
+class OpenRun:
+    run: StageRun
+    parent_id: str | None
+    project_run: str | None
+
+
 @contextmanager
 def stage_run(
-    stage: str, params: Any, inputs: Mapping[str, Path], pipeline: bool = True
+    stage: str,
+    params: Any,
+    inputs: Mapping[str, Path],
+    pipeline: bool = True,
+    in_process: bool = False,
 ) -> Iterator[StageRun]:
     """Open the MLflow run of ``stage``, under this execution's parent run if ``pipeline``.
 
     Logs ``params`` (flattened) and the lineage tags; marks the run FAILED if the body raises.
-    With ``PIPELINE_TRACKING=off`` the stage gets a run that logs nothing.
+    The run lives in a helper process (``BackgroundRun``) unless ``in_process``, which a stage
+    needs when it calls MLflow itself (``package`` logs a model into its run). With
+    ``PIPELINE_TRACKING=off`` the stage gets a run that logs nothing.
     """
     if not tracking_enabled():
         log.info("MLflow tracking off (%s=off)", TRACKING_SWITCH)
         yield UntrackedRun()
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    request = RunRequest(
+        stage=stage,
+        params={k: _short(v) for k, v in flatten(params).items()},
+        inputs={name: str(path) for name, path in inputs.items()},
+        pipeline=pipeline,
+        # Under `mlflow run` (MLproject) the project's run is the parent. MLflow would
+        # otherwise resume that run in start_run, so the variable is consumed here.
+        project_run=os.environ.pop("MLFLOW_RUN_ID", None),
+    )
+    if in_process:
+        opened = open_run(request)
+        status = "FAILED"
+        try:
+            yield opened.run
+            status = "FINISHED"
+        finally:
+            _log_closed(opened.run.run_id, status, close_run(opened, status))
+        return
+    run = BackgroundRun(request)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        uri = run.close(status, raise_errors=status == "FINISHED")
+        _log_closed(run.run_id if uri else "?", status, uri or "(not recorded)")
+
+
+def _log_closed(run_id: str, status: str, uri: str) -> None:
+    log.info("MLflow run %s (%s) in %s", run_id, status, uri)
+
+
+def open_run(request: RunRequest) -> OpenRun:
+    """Start the stage's run (and find or create the execution's parent run)."""
     import mlflow
 
     root = repo_root()
@@ -237,40 +299,137 @@ def stage_run(
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, artifact_location(uri))
-    execution = execution_key()
-    # Under `mlflow run` (MLproject) the project's run is the parent. MLflow would otherwise
-    # resume that run in start_run below, so the variable is consumed here.
-    project_run = os.environ.pop("MLFLOW_RUN_ID", None)
+    project_run = request.project_run
     if project_run:
         experiment_id = client.get_run(project_run).info.experiment_id
     parent_id = None
-    if pipeline:
-        parent_id = project_run or _parent_run_id(client, experiment_id, execution)
+    if request.pipeline:
+        parent_id = project_run or _parent_run_id(client, experiment_id, execution_key())
     tags = {
         **git_state(root),
-        **{f"data.{name}.md5": path_md5(path) for name, path in inputs.items()},
+        **{f"data.{name}.md5": path_md5(Path(path)) for name, path in request.inputs.items()},
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
-        "dvc.stage": os.environ.get("DVC_STAGE", stage),
-        STAGE_TAG: stage,
-        EXECUTION_TAG: execution,
+        "dvc.stage": os.environ.get("DVC_STAGE", request.stage),
+        STAGE_TAG: request.stage,
+        EXECUTION_TAG: execution_key(),
     }
     tags["mlflow.source.git.commit"] = tags["git.commit"]
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     if parent_id and not project_run:  # `mlflow run` manages its own run's status
         client.update_run(parent_id, status="RUNNING")
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=request.stage, tags=tags)
     stage_run_ = StageRun(run.info.run_id, experiment_id)
-    status = "FAILED"
+    opened = OpenRun(stage_run_, parent_id, project_run)
     try:
-        stage_run_.log_params(params)
-        yield stage_run_
-        status = "FINISHED"
-    finally:
-        mlflow.end_run(status)
-        if parent_id and not project_run:
-            client.set_terminated(parent_id, status, end_time=int(time.time() * 1000))
-        log.info("MLflow run %s (%s) in %s", run.info.run_id, status, mlflow.get_tracking_uri())
+        stage_run_.log_params(request.params)
+    except Exception:
+        close_run(opened, "FAILED")
+        raise
+    return opened
+
+
+def close_run(opened: OpenRun, status: str) -> str:
+    """End the stage's run (and the parent's, for now) with ``status``; the tracking URI."""
+    import mlflow
+
+    mlflow.end_run(status)
+    if opened.parent_id and not opened.project_run:
+        mlflow.MlflowClient().set_terminated(
+            opened.parent_id, status, end_time=int(time.time() * 1000)
+        )
+    return mlflow.get_tracking_uri()
+
+
+# ---- the helper process of BackgroundRun -------------------------------------------------
+
+_HELD: dict[str, OpenRun] = {}  # in the helper process: the one run it keeps
+
+
+def _open_held(request: RunRequest) -> tuple[str, str]:
+    opened = open_run(request)
+    _HELD["run"] = opened
+    return opened.run.run_id, opened.run.experiment_id
+
+
+def _call_held(method: str, *args: Any) -> None:
+    if "run" not in _HELD:
+        return  # opening failed; that error is the one reported
+    getattr(_HELD["run"].run, method)(*args)
+
+
+def _close_held(status: str) -> str:
+    return close_run(_HELD.pop("run"), status) if "run" in _HELD else ""
+
+
+def _helper_context() -> BaseContext:
+    """fork where there is one: the helper starts with the stage's imports in place (spawn
+    would import them again, ~1 s). It only talks to MLflow, never to the native thread pools
+    (OpenMP, Arrow) a forked copy must not touch."""
+    return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+
+
+class BackgroundRun(StageRun):
+    """A stage's run kept by one helper process, so MLflow's start (importing it and opening
+    the store: about 3 s here) overlaps the stage's own work instead of preceding it.
+
+    Calls return at once and are carried out in order; ``close`` waits for all of them and
+    raises the first error, so a stage still fails when its tracking fails.
+    """
+
+    def __init__(self, request: RunRequest) -> None:  # no super().__init__: ids come later
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_helper_context())
+        self._opened = self._pool.submit(_open_held, request)
+        self._calls: list[Future] = [self._opened]
+
+    @property
+    def run_id(self) -> str:  # type: ignore[override]
+        return self._opened.result()[0]
+
+    @property
+    def experiment_id(self) -> str:
+        return self._opened.result()[1]
+
+    def _send(self, method: str, *args: Any) -> None:
+        self._calls.append(self._pool.submit(_call_held, method, *args))
+
+    def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
+        self._send("log_metrics", flatten(dict(metrics), prefix))
+
+    def log_series(self, series: Mapping[str, Sequence[float]]) -> None:
+        self._send("log_series", {k: [float(v) for v in vs] for k, vs in series.items()})
+
+    def log_child(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, Any],
+    ) -> None:
+        plain_tags = {k: str(v) for k, v in tags.items()}
+        self._send("log_child", name, flatten(dict(params)), dict(metrics), plain_tags)
+
+    def log_params(self, params: Any) -> None:
+        self._send("log_params", flatten(params))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._send("set_tags", {k: _short(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._send("log_artifact", Path(path).resolve(), artifact_path)
+
+    def close(self, status: str, raise_errors: bool = True) -> str:
+        """End the run with ``status`` once every call is done; the tracking URI, or "" if
+        the run could not be recorded (then the first error is raised if ``raise_errors``,
+        else logged, so it does not hide the stage's own error)."""
+        closing = self._pool.submit(_close_held, status)
+        errors = [e for call in [*self._calls, closing] if (e := call.exception()) is not None]
+        self._pool.shutdown()
+        if errors and raise_errors:
+            raise errors[0]
+        for error in errors:
+            log.error("MLflow: %s", error)
+        return "" if closing.exception() else closing.result()
 
 
 def _experiment_id(client: Any, location: str | None) -> str:

@@ -41,6 +41,7 @@ from stages.metrics import (
 )
 from stages.params import Params, TrainParams, load_params
 from stages.search import (
+    BestModels,
     Checkpoint,
     ClusterTrials,
     CrossValidator,
@@ -224,10 +225,13 @@ def fit_in_process(
     """Search, out-of-fold scores, refit and test scores on in-memory frames (pandas)."""
     train_cfg, seed = params.train, params.seed
     threads = thread_count(train_cfg.num_threads)
-    trials = run_search(x_train, y_train, train_cfg, seed, threads, checkpoint, on_trial)
+    kept = BestModels()
+    trials = run_search(x_train, y_train, train_cfg, seed, threads, checkpoint, on_trial, kept=kept)
     best = best_trial(trials)
     cv = CrossValidator(x_train, y_train, train_cfg, seed, threads)
-    _, _, _, boosters = cv.evaluate(best.point)  # deterministic: the best trial again
+    boosters = kept.boosters(best)
+    if boosters is None:  # replayed from a checkpoint: the best trial again (deterministic)
+        boosters = cv.evaluate(best.point)[3].boosters
     oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
     columns = feature_columns(train_cfg, best.point, x_train.columns)
     final_params = lgb_params(best.point, train_cfg, seed, threads, cv.num_class)
@@ -328,9 +332,22 @@ def fit_on_cluster(
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     params: Params = load_params(args.params)
+    inputs = {"train": args.features / "train.parquet", "test": args.features / "test.parquet"}
+    logged = {"train": params.train, "seed": params.seed, "target": params.featurize.target}
+    with stage_run("train", logged, inputs=inputs) as run:
+        metrics, checkpoint = train_and_write(args, params, inputs, run)
+    checkpoint.remove()
+    log.info("test: %s", {k: round(v, 4) for k, v in metrics["test"].items()})
+    return 0
+
+
+def train_and_write(
+    args: argparse.Namespace, params: Params, inputs: dict[str, Path], run: StageRun
+) -> tuple[dict[str, Any], Checkpoint]:
+    """Search, refit and score; write the model folder, metrics and plots; log them to ``run``.
+    Returns the metrics and the search's checkpoint (removed once the run is recorded)."""
     train_cfg, target = params.train, params.featurize.target
     spec = FeatureSpec.from_json(args.features / "spec.json")
-    inputs = {"train": args.features / "train.parquet", "test": args.features / "test.parquet"}
     on_cluster = params.engine == "dask"
     if on_cluster:  # the features stay on the cluster; only the target columns come here
         values_train = _load_target(inputs["train"], target)
@@ -347,12 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint = Checkpoint(args.checkpoint_dir / f"{key}.jsonl")
     if checkpoint.trials:
         log.info("resuming: %d finished trial(s) in %s", len(checkpoint.trials), checkpoint.path)
-    with (
-        engine.dask_client(params.dask) if on_cluster else nullcontext() as client,
-        stage_run(
-            "train", {"train": train_cfg, "seed": params.seed, "target": target}, inputs=inputs
-        ) as run,
-    ):
+    with engine.dask_client(params.dask) if on_cluster else nullcontext() as client:
         on_trial = partial(log_trial, run)
         if on_cluster:
             fitted = fit_on_cluster(client, inputs, classes, params, checkpoint, on_trial)
@@ -399,9 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         run.log_artifact(args.plots_dir, "plots")
         run.log_artifact(args.model_dir / "summary.json")
-    checkpoint.remove()
-    log.info("test: %s", {k: round(v, 4) for k, v in metrics["test"].items()})
-    return 0
+    return metrics, checkpoint
 
 
 def _load_target(path: Path, target: str) -> pd.Series:

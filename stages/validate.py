@@ -298,10 +298,10 @@ def build_suite_file(args: argparse.Namespace, params: ValidateParams) -> int:
 
 def check(args: argparse.Namespace, all_params: Params) -> int:
     params = all_params.validate_
-    suite = load_suite(args.suite)
     sources = {f"data.{i}": Path(s.split("=", 1)[-1]) for i, s in enumerate(args.data)}
-    inputs = {"suite": args.suite, **{k: p for k, p in sources.items() if p.exists()}}
+    inputs = {k: p for k, p in {"suite": args.suite, **sources}.items() if p.exists()}
     with stage_run(f"validate {args.suite.stem}", params, inputs=inputs) as run:
+        suite = load_suite(args.suite)
         report = build_report(validation_result(args, all_params, suite), args.suite)
         counts = report["statistics"]
         write_json(report, args.report)

@@ -6,6 +6,7 @@ import pytest
 from stages.errors import StageError
 from stages.params import TrainParams
 from stages.search import (
+    BestModels,
     Checkpoint,
     CrossValidator,
     best_trial,
@@ -149,8 +150,35 @@ def test_out_of_fold_predictions_cover_every_row(synthetic_regression):
     cv = CrossValidator(frame, np.log1p(price), params, 1, 1)
     point = {"learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 10, "feature_set": "all"}
     _, _, best_iteration, boosters = cv.evaluate(point)
-    oof = cv.out_of_fold(point, boosters, best_iteration)
+    oof = cv.out_of_fold(point, boosters.boosters, best_iteration)
     assert oof.shape == (len(frame),) and np.isfinite(oof).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2], ids=["in process", "two workers"])
+def test_the_search_keeps_the_best_trials_fold_models(synthetic_regression, threads):
+    frame, price = synthetic_regression
+    params, y = train_params(), np.log1p(price)
+    kept = BestModels()
+    trials = run_search(frame, y, params, 7, threads, kept=kept)
+    best = best_trial(trials)
+    assert kept.number == best.number and kept.score == best.score
+    cv = CrossValidator(frame, y, params, 7, 1)
+    again = cv.evaluate(best.point)[3].boosters  # what a second cross-validation would give
+    assert np.array_equal(
+        cv.out_of_fold(best.point, kept.boosters(best), best.best_iteration),
+        cv.out_of_fold(best.point, again, best.best_iteration),
+    )
+
+
+def test_a_best_trial_replayed_from_a_checkpoint_has_no_kept_models(tmp_path, synthetic_regression):
+    params = train_params()
+    _search(synthetic_regression, params, Checkpoint(tmp_path / "c.jsonl"))
+    kept = BestModels()
+    frame, price = synthetic_regression
+    checkpoint = Checkpoint(tmp_path / "c.jsonl")
+    trials = run_search(frame, np.log1p(price), params, 7, 1, checkpoint, kept=kept)
+    assert all(t.reused for t in trials)
+    assert kept.number == best_trial(trials).number and kept.boosters(best_trial(trials)) is None
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
@@ -167,7 +195,7 @@ def test_classification_search_uses_stratified_folds_and_log_loss(synthetic_clas
         assert np.allclose(share, np.bincount(labels) / len(labels), atol=0.02)
     best = best_trial(trials)
     _, _, _, boosters = cv.evaluate(best.point)
-    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
+    oof = cv.out_of_fold(best.point, boosters.boosters, best.best_iteration)
     assert oof.shape == ((len(frame),) if task == "binary" else (len(frame), 3))
     assert lgb_params(best.point, params, 7, 1, cv.num_class).get("num_class") == (
         3 if task == "multiclass" else None

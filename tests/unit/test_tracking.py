@@ -56,11 +56,14 @@ def test_artifacts_live_beside_a_sqlite_store(tmp_path):
     assert artifact_location("http://127.0.0.1:5000") is None
 
 
-def test_stage_runs_share_a_parent_and_carry_lineage(tmp_path, mlflow_store, monkeypatch):
+@pytest.mark.parametrize("in_process", [False, True], ids=["helper process", "in process"])
+def test_stage_runs_share_a_parent_and_carry_lineage(
+    tmp_path, mlflow_store, monkeypatch, in_process
+):
     data = tmp_path / "in.txt"
     data.write_text("hello")
     monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
-    with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}) as run:
+    with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}, in_process=in_process) as run:
         run.log_metrics({"m": {"n": 2.5}, "label": "not a number"})
         run.log_series({"trial.score": [3.0, 1.0]})
         run.log_child("trial 0", {"lr": 0.1}, {"cv_score": 0.5}, {"trial.number": 0})
@@ -104,3 +107,21 @@ def test_with_tracking_off_a_stage_logs_nothing(mlflow_store, tmp_path, monkeypa
         run.log_child("trial-0", {"b": 2}, {"score": 0.5}, {})
         run.log_artifact(tmp_path)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_stage_whose_tracking_fails_fails_too(tmp_path, monkeypatch):
+    # the helper process cannot open the store: the error surfaces when the stage ends
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a-file/mlflow.db")
+    ran = []
+    with pytest.raises(Exception, match="a-file"), stage_run("lost", {"a": 1}, inputs={}) as run:
+        run.log_metrics({"rmse": 1.0})
+        ran.append(True)
+    assert ran == [True]  # the stage's own work was not held up
+
+
+def test_the_stages_own_error_wins_over_a_tracking_error(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a-file/mlflow.db")
+    with pytest.raises(RuntimeError, match="bad data"), stage_run("lost", {}, inputs={}):
+        raise RuntimeError("bad data")
