@@ -457,7 +457,7 @@ def run_search(
         with _progress(search.n_calls) as progress:
             while len(trials) < search.n_calls:
                 size = min(search.batch_size, search.n_calls - len(trials))
-                xs = optimizer.ask(n_points=size) if size > 1 else [optimizer.ask()]
+                xs = ask_batch(optimizer, size)
                 batch = [
                     (len(trials) + i, {d.name: to_native(v) for d, v in zip(dims, x, strict=True)})
                     for i, x in enumerate(xs)
@@ -477,6 +477,20 @@ def run_search(
                     progress(trial, min(t.score for t in trials))
                 optimizer.tell(xs, [done[n].score for n, _ in batch])
     return trials
+
+
+def ask_batch(optimizer: Any, size: int) -> list[list]:
+    """``optimizer.ask(n_points=size)`` (constant liar, lie = the lowest loss so far), without
+    its last lie: scikit-optimize tells the copy a made-up result for the last point too, a
+    Gaussian-process fit that nothing uses. Same points, same random state afterwards."""
+    if size == 1:
+        return [optimizer.ask()]
+    liar = optimizer.copy(random_state=optimizer.rng.randint(0, np.iinfo(np.int32).max))
+    points = []
+    for _ in range(size - 1):
+        points.append(liar.ask())
+        liar._tell(points[-1], np.min(liar.yi) if liar.yi else 0.0)  # as ask(n_points) does
+    return [*points, liar.ask()]
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from stages.search import (
     BestModels,
     Checkpoint,
     CrossValidator,
+    ask_batch,
     best_trial,
     checkpoint_key,
     feature_columns,
@@ -208,3 +209,24 @@ def test_auc_is_maximised_as_a_negated_loss(synthetic_classes):
     trials = run_search(frame, labels, train_params("binary", metric="auc"), 7, 1)
     assert all(-1 <= t.score < -0.9 for t in trials)  # an AUC above 0.9, negated
     assert loss("auc", loss("auc", 0.95)) == 0.95 and loss("rmse", 0.3) == 0.3
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_ask_batch_gives_the_points_of_scikit_optimizes_batch_ask(size):
+    from skopt import Optimizer
+
+    dims = skopt_space(train_params().search)
+
+    def optimizer():
+        opt = Optimizer(dims, base_estimator="GP", n_initial_points=3, random_state=5)
+        for seed in range(5):  # past the initial points: the Gaussian process proposes
+            x = opt.space.rvs(1, random_state=seed)[0]
+            opt.tell(x, float(seed % 3) + x[0])
+        return opt
+
+    ours, theirs = optimizer(), optimizer()
+    for _ in range(2):  # and the optimizer's random state stays in step
+        asked = ask_batch(ours, size)
+        assert asked == (theirs.ask(n_points=size) if size > 1 else [theirs.ask()])
+        ours.tell(asked, [0.5 + i for i in range(size)])
+        theirs.tell(asked, [0.5 + i for i in range(size)])
