@@ -422,14 +422,18 @@ class BackgroundRun(StageRun):
         """End the run with ``status`` once every call is done; the tracking URI, or "" if
         the run could not be recorded (then the first error is raised if ``raise_errors``,
         else logged, so it does not hide the stage's own error)."""
-        closing = self._pool.submit(_close_held, status)
-        errors = [e for call in [*self._calls, closing] if (e := call.exception()) is not None]
+        errors = [e for call in self._calls if (e := call.exception()) is not None]
+        uri = ""
+        try:
+            uri = self._pool.submit(_close_held, status).result()
+        except Exception as exc:  # MLflow's, or the helper died (BrokenProcessPool)
+            errors.append(exc)
         self._pool.shutdown()
         if errors and raise_errors:
             raise errors[0]
         for error in errors:
             log.error("MLflow: %s", error)
-        return "" if closing.exception() else closing.result()
+        return uri
 
 
 def _experiment_id(client: Any, location: str | None) -> str:

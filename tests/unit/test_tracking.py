@@ -125,3 +125,13 @@ def test_the_stages_own_error_wins_over_a_tracking_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a-file/mlflow.db")
     with pytest.raises(RuntimeError, match="bad data"), stage_run("lost", {}, inputs={}):
         raise RuntimeError("bad data")
+
+
+def test_a_stage_whose_tracking_process_dies_fails_with_the_reason(mlflow_store):
+    import os
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    with pytest.raises(BrokenProcessPool), stage_run("killed", {}, inputs={}) as run:
+        for pid in list(run._pool._processes):  # the helper, killed as the OOM killer would
+            os.kill(pid, signal.SIGKILL)
