@@ -251,40 +251,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     all_params = load_params(args.params)
     params = all_params.featurize
-    if all_params.engine == "dask":
-        with (
-            stage_run(
-                "featurize",
-                {"featurize": params, "seed": all_params.seed},
-                inputs={"raw": args.data},
-            ) as run,
-            engine.dask_client(all_params.dask),
-        ):
-            counts = featurize_partitioned(all_params, args.data, args.out_dir)
-            features = counts.pop("features")
-            write_json(counts, args.metrics)
-            run.log_metrics(counts)
-            run.log_artifact(args.out_dir / "spec.json")
-        log.info(
-            "%d train rows, %d test rows, %d features",
-            counts["train_rows"],
-            counts["test_rows"],
-            features,
-        )
-        return 0
     with stage_run(
         "featurize", {"featurize": params, "seed": all_params.seed}, inputs={"raw": args.data}
     ) as run:
-        train, test, spec, counts = featurize_table(
-            pd.read_parquet(args.data), params, all_params.seed
-        )
-        write_parquet(train, args.out_dir / "train.parquet")
-        write_parquet(test, args.out_dir / "test.parquet")
-        write_with(spec.to_json, args.out_dir / "spec.json")
+        if all_params.engine == "dask":
+            with engine.dask_client(all_params.dask):
+                counts = featurize_partitioned(all_params, args.data, args.out_dir)
+            features = counts.pop("features")
+        else:
+            train, test, spec, counts = featurize_table(
+                pd.read_parquet(args.data), params, all_params.seed
+            )
+            write_parquet(train, args.out_dir / "train.parquet")
+            write_parquet(test, args.out_dir / "test.parquet")
+            write_with(spec.to_json, args.out_dir / "spec.json")
+            features = len(spec.features)
         write_json(counts, args.metrics)
         run.log_metrics(counts)
         run.log_artifact(args.out_dir / "spec.json")
-    log.info("%d train rows, %d test rows, %d features", len(train), len(test), len(spec.features))
+    log.info(
+        "%d train rows, %d test rows, %d features",
+        counts["train_rows"],
+        counts["test_rows"],
+        features,
+    )
     return 0
 
 

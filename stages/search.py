@@ -66,7 +66,7 @@ class BestModels:
     models: list[str] | None = None
 
     def offer(self, trial: Trial, models: list[str] | None) -> None:
-        if (trial.score, trial.number) < (self.score, self.number) or self.number < 0:
+        if (trial.score, trial.number) < (self.score, self.number):
             self.number, self.score, self.models = trial.number, trial.score, models
 
     def boosters(self, best: Trial) -> list[Any] | None:
@@ -443,40 +443,45 @@ def run_search(
     log.info("search: %d calls, %d worker(s) x %d thread(s)", search.n_calls, jobs, threads)
     trials: list[Trial] = []
     kept = kept if kept is not None else BestModels()
-    with runner as evaluate:  # workers start first: scikit-optimize's import overlaps theirs
-        from skopt import Optimizer
-
+    # the workers start first: scikit-optimize's import overlaps theirs
+    with runner as evaluate, _progress(search.n_calls) as progress:
         dims = skopt_space(search)
-        optimizer = Optimizer(
-            dims,
-            base_estimator="GP",
-            n_initial_points=min(search.n_initial_points, search.n_calls),
-            acq_func=search.acq_func,
-            random_state=seed,
-        )
-        with _progress(search.n_calls) as progress:
-            while len(trials) < search.n_calls:
-                size = min(search.batch_size, search.n_calls - len(trials))
-                xs = ask_batch(optimizer, size)
-                batch = [
-                    (len(trials) + i, {d.name: to_native(v) for d, v in zip(dims, x, strict=True)})
-                    for i, x in enumerate(xs)
-                ]
-                done = {n: t for n, p in batch if (t := checkpoint.finished(n, p))}
-                todo = [(n, p) for n, p in batch if n not in done]
-                for trial in done.values():
-                    kept.offer(trial, None)
-                for trial, models in evaluate(todo, kept.score) if todo else []:
-                    checkpoint.add(trial)
-                    kept.offer(trial, models)
-                    done[trial.number] = trial
-                for number, _ in batch:
-                    trial = done[number]
-                    trials.append(trial)
-                    on_trial(trial)
-                    progress(trial, min(t.score for t in trials))
-                optimizer.tell(xs, [done[n].score for n, _ in batch])
+        optimizer = bayesian_optimizer(dims, search, seed)
+        while len(trials) < search.n_calls:
+            size = min(search.batch_size, search.n_calls - len(trials))
+            xs = ask_batch(optimizer, size)
+            batch = [
+                (len(trials) + i, {d.name: to_native(v) for d, v in zip(dims, x, strict=True)})
+                for i, x in enumerate(xs)
+            ]
+            done = {n: t for n, p in batch if (t := checkpoint.finished(n, p))}
+            todo = [(n, p) for n, p in batch if n not in done]
+            for trial in done.values():
+                kept.offer(trial, None)
+            for trial, models in evaluate(todo, kept.score) if todo else []:
+                checkpoint.add(trial)
+                kept.offer(trial, models)
+                done[trial.number] = trial
+            for number, _ in batch:
+                trial = done[number]
+                trials.append(trial)
+                on_trial(trial)
+                progress(trial, min(t.score for t in trials))
+            optimizer.tell(xs, [done[n].score for n, _ in batch])
     return trials
+
+
+def bayesian_optimizer(dims: list, search: SearchParams, seed: int) -> Any:
+    """scikit-optimize's ask/tell ``Optimizer`` with a Gaussian process over ``dims``."""
+    from skopt import Optimizer
+
+    return Optimizer(
+        dims,
+        base_estimator="GP",
+        n_initial_points=min(search.n_initial_points, search.n_calls),
+        acq_func=search.acq_func,
+        random_state=seed,
+    )
 
 
 def ask_batch(optimizer: Any, size: int) -> list[list]:

@@ -101,11 +101,20 @@ def execution_key() -> str:
 
 
 class StageRun:
-    """The MLflow run of one stage; thin wrappers that batch values into one request."""
+    """The MLflow run of one stage, active in this process; thin wrappers that batch values
+    into one request. ``parent_id``: the execution's parent run, ended with it unless it is
+    an ``mlflow run`` project's run (``project_run``), which MLflow ends itself."""
 
-    def __init__(self, run_id: str, experiment_id: str = "") -> None:
+    def __init__(
+        self,
+        run_id: str,
+        experiment_id: str = "",
+        parent_id: str | None = None,
+        project_run: str | None = None,
+    ) -> None:
         self.run_id = run_id
         self._experiment = experiment_id
+        self.parent_id, self.project_run = parent_id, project_run
 
     @property
     def experiment_id(self) -> str:
@@ -180,6 +189,18 @@ class StageRun:
         else:
             mlflow.log_artifact(str(path), artifact_path)
 
+    def close(self, status: str, raise_errors: bool = True) -> str:
+        """End the run (and the parent's, for now) with ``status``; the tracking URI."""
+        del raise_errors  # in this process MLflow's errors are raised where they happen
+        import mlflow
+
+        mlflow.end_run(status)
+        if self.parent_id and not self.project_run:
+            mlflow.MlflowClient().set_terminated(
+                self.parent_id, status, end_time=int(time.time() * 1000)
+            )
+        return mlflow.get_tracking_uri()
+
 
 class UntrackedRun(StageRun):
     """What a stage logs when tracking is off (``PIPELINE_TRACKING=off``): nothing."""
@@ -231,13 +252,6 @@ class RunRequest:
     project_run: str | None
 
 
-@dataclass
-class OpenRun:
-    run: StageRun
-    parent_id: str | None
-    project_run: str | None
-
-
 @contextmanager
 def stage_run(
     stage: str,
@@ -267,30 +281,18 @@ def stage_run(
         # otherwise resume that run in start_run, so the variable is consumed here.
         project_run=os.environ.pop("MLFLOW_RUN_ID", None),
     )
-    if in_process:
-        opened = open_run(request)
-        status = "FAILED"
-        try:
-            yield opened.run
-            status = "FINISHED"
-        finally:
-            _log_closed(opened.run.run_id, status, close_run(opened, status))
-        return
-    run = BackgroundRun(request)
+    run = open_run(request) if in_process else BackgroundRun(request)
     status = "FAILED"
     try:
         yield run
         status = "FINISHED"
     finally:
         uri = run.close(status, raise_errors=status == "FINISHED")
-        _log_closed(run.run_id if uri else "?", status, uri or "(not recorded)")
+        run_id = run.run_id if uri else "?"
+        log.info("MLflow run %s (%s) in %s", run_id, status, uri or "(not recorded)")
 
 
-def _log_closed(run_id: str, status: str, uri: str) -> None:
-    log.info("MLflow run %s (%s) in %s", run_id, status, uri)
-
-
-def open_run(request: RunRequest) -> OpenRun:
+def open_run(request: RunRequest) -> StageRun:
     """Start the stage's run (and find or create the execution's parent run)."""
     import mlflow
 
@@ -302,16 +304,17 @@ def open_run(request: RunRequest) -> OpenRun:
     project_run = request.project_run
     if project_run:
         experiment_id = client.get_run(project_run).info.experiment_id
+    execution = execution_key()
     parent_id = None
     if request.pipeline:
-        parent_id = project_run or _parent_run_id(client, experiment_id, execution_key())
+        parent_id = project_run or _parent_run_id(client, experiment_id, execution)
     tags = {
         **git_state(root),
         **{f"data.{name}.md5": path_md5(Path(path)) for name, path in request.inputs.items()},
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
         "dvc.stage": os.environ.get("DVC_STAGE", request.stage),
         STAGE_TAG: request.stage,
-        EXECUTION_TAG: execution_key(),
+        EXECUTION_TAG: execution,
     }
     tags["mlflow.source.git.commit"] = tags["git.commit"]
     if parent_id:
@@ -319,47 +322,33 @@ def open_run(request: RunRequest) -> OpenRun:
     if parent_id and not project_run:  # `mlflow run` manages its own run's status
         client.update_run(parent_id, status="RUNNING")
     run = mlflow.start_run(experiment_id=experiment_id, run_name=request.stage, tags=tags)
-    stage_run_ = StageRun(run.info.run_id, experiment_id)
-    opened = OpenRun(stage_run_, parent_id, project_run)
+    opened = StageRun(run.info.run_id, experiment_id, parent_id, project_run)
     try:
-        stage_run_.log_params(request.params)
+        opened.log_params(request.params)
     except Exception:
-        close_run(opened, "FAILED")
+        opened.close("FAILED")
         raise
     return opened
 
 
-def close_run(opened: OpenRun, status: str) -> str:
-    """End the stage's run (and the parent's, for now) with ``status``; the tracking URI."""
-    import mlflow
-
-    mlflow.end_run(status)
-    if opened.parent_id and not opened.project_run:
-        mlflow.MlflowClient().set_terminated(
-            opened.parent_id, status, end_time=int(time.time() * 1000)
-        )
-    return mlflow.get_tracking_uri()
-
-
 # ---- the helper process of BackgroundRun -------------------------------------------------
 
-_HELD: dict[str, OpenRun] = {}  # in the helper process: the one run it keeps
+_HELD: dict[str, StageRun] = {}  # in the helper process: the one run it keeps
 
 
 def _open_held(request: RunRequest) -> tuple[str, str]:
-    opened = open_run(request)
-    _HELD["run"] = opened
-    return opened.run.run_id, opened.run.experiment_id
+    opened = _HELD["run"] = open_run(request)
+    return opened.run_id, opened.experiment_id
 
 
 def _call_held(method: str, *args: Any) -> None:
     if "run" not in _HELD:
         return  # opening failed; that error is the one reported
-    getattr(_HELD["run"].run, method)(*args)
+    getattr(_HELD["run"], method)(*args)
 
 
 def _close_held(status: str) -> str:
-    return close_run(_HELD.pop("run"), status) if "run" in _HELD else ""
+    return _HELD.pop("run").close(status) if "run" in _HELD else ""
 
 
 def _helper_context() -> BaseContext:
