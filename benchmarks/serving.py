@@ -7,7 +7,8 @@ On the packaged model in ``models/pyfunc`` (run ``dvc repro`` first), in one run
   JSON bodies built before timing;
 - **pyfunc**: ``mlflow.pyfunc.load_model(...).predict(rows)`` in this process (request checks,
   featurization, booster, output), on the same rows;
-- **booster**: ``lightgbm.Booster.predict`` on features built before timing — the floor.
+- **booster**: ``lightgbm.Booster.predict`` on the model's feature matrix built before timing
+  (``stages.features.feature_matrix``, what the packaged model predicts on) — the floor.
 
 1-row requests: p50 and p99 latency over ``--requests`` calls (rows drawn from the test split).
 1,000-row requests: rows per second from the median of ``--batches`` calls. Every figure is
@@ -124,8 +125,8 @@ def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) ->
     inner = model.unwrap_python_model()
     singles = [rows.iloc[[i]] for i in range(requests + 5)]
     big = [rows.iloc[i * BATCH_ROWS : (i + 1) * BATCH_ROWS] for i in range(batches + 5)]
-    features_1 = [inner._features.build_features(r, inner._spec) for r in singles]
-    features_k = [inner._features.build_features(r, inner._spec) for r in big]
+    features_1 = [inner._features.feature_matrix(r, inner._spec) for r in singles]
+    features_k = [inner._features.feature_matrix(r, inner._spec) for r in big]
     booster, threads = inner._booster, inner._threads
     bodies_1, bodies_k = [body(r) for r in singles], [body(r) for r in big]
 

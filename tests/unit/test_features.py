@@ -10,6 +10,7 @@ from stages.features import (
     build_features,
     category_levels,
     check_request,
+    feature_matrix,
     inverse_target,
     transform_target,
 )
@@ -127,3 +128,46 @@ def test_columns_that_had_missing_values_in_training_accept_them():
     spec = FeatureSpec(SPEC.inputs, SPEC.categories, SPEC.derived, nullable=["y"])
     assert check_request(_request(y=[1.0, np.nan]), spec, 10)["y"].isna().sum() == 1
     assert spec.select(["carat", "y"]).nullable == ["y"]
+
+
+def _booster_on_frame(spec: FeatureSpec):
+    """A small LightGBM model trained on ``build_features`` frames, as the pipeline trains."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    n = 400
+    raw = pd.DataFrame(
+        {
+            "carat": rng.uniform(0.2, 3.0, n),
+            "cut": rng.choice(["Good", "Ideal"], n),
+            "x": rng.uniform(3.0, 9.0, n),
+            "y": rng.uniform(0.0, 9.0, n).round(0),  # zeros: ratio is missing there
+        }
+    )
+    target = raw["carat"] * 3 + (raw["cut"] == "Ideal") + raw["x"] / raw["y"].clip(lower=1)
+    params = {"verbosity": -1, "num_threads": 1, "min_child_samples": 5, "seed": 1}
+    return lgb.train(params, lgb.Dataset(build_features(raw, spec), label=target), 30)
+
+
+def test_the_feature_matrix_predicts_exactly_as_the_frame_does():
+    booster = _booster_on_frame(SPEC)
+    rows = pd.DataFrame(
+        {
+            "carat": [0.5, 1.0, 2.5, np.nan, 1.5],
+            "cut": ["Ideal", "Martian", None, "Good", 3],  # unseen, missing, a number
+            "x": [4.0, 5.0, 6.0, 7.0, 8.0],
+            "y": [4.0, 0.0, 6.0, 7.0, np.nan],
+        }
+    )
+    matrix = feature_matrix(rows, SPEC)
+    frame = build_features(rows, SPEC)
+    assert matrix.dtype == np.float64 and matrix.shape == (5, len(SPEC.features))
+    assert np.isnan(matrix[1:3, 1]).all() and matrix[0, 1] == 1.0  # 'Ideal' is level 1
+    np.testing.assert_array_equal(booster.predict(matrix), booster.predict(frame))
+
+
+def test_categories_that_arrive_as_numbers_are_looked_up_as_text():
+    spec = FeatureSpec(inputs=["grade"], categories={"grade": ["1", "2", "3"]})
+    codes = feature_matrix(pd.DataFrame({"grade": [3, "1", 7, None]}), spec)[:, 0]
+    np.testing.assert_array_equal(codes, [2.0, 0.0, np.nan, np.nan])
+    assert check_request(pd.DataFrame({"grade": [3, "2"]}), spec, 10)["grade"].tolist() == [3, "2"]
