@@ -135,3 +135,13 @@ def test_a_stage_whose_tracking_process_dies_fails_with_the_reason(mlflow_store)
     with pytest.raises(BrokenProcessPool), stage_run("killed", {}, inputs={}) as run:
         for pid in list(run._pool._processes):  # the helper, killed as the OOM killer would
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_tracking_helper_runs_at_a_lower_cpu_priority_than_the_stage(mlflow_store):
+    import os
+
+    from stages.tracking import HELPER_NICENESS
+
+    with stage_run("polite", {}, inputs={}) as run:
+        helper = run._pool.submit(os.nice, 0).result()  # os.nice(0) reads the niceness
+    assert helper == min(19, os.nice(0) + HELPER_NICENESS)
