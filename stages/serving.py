@@ -3,8 +3,9 @@
 MLflow copies this file into the model folder and runs it at load time; ``set_model`` below
 names the model. The booster is LightGBM's own text format and the feature spec is JSON, so
 the artifact holds no pickle. The booster predicts on the numeric feature matrix
-(``feature_matrix``), not a frame: a 1-row request costs about a millisecond in-process. ``stages/features.py`` travels with the model as code, under the
-module name ``pipeline_features`` (see ``stages.package.code_package``).
+(``feature_matrix``), not a frame: a 1-row request costs about 2 ms in-process.
+``stages/features.py`` travels with the model as code, under the module name
+``pipeline_features`` (see ``stages.package.code_package``).
 
 Requests are checked before anything is computed (``check_request``): a missing or unexpected
 column, text in a numeric column, a missing value where training had none, an unseen category
