@@ -10,6 +10,7 @@ it at serving time.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -67,16 +68,28 @@ def category_levels(frame: pd.DataFrame, columns: list[str]) -> dict[str, list[s
     return {c: sorted(map(str, frame[c].dropna().unique())) for c in columns}
 
 
+# The C library's scalar functions, not NumPy's ufuncs: NumPy picks a SIMD implementation of
+# log1p and expm1 by CPU (AVX-512 or not), and they differ in the last bit for some values, so
+# the same data would give other metrics on another machine. The scalar ones are the same on
+# every x86-64 machine; at about 0.2 us a value they cost 10 ms on the whole table.
+_LOG1P = np.frompyfunc(math.log1p, 1, 1)
+_EXPM1 = np.frompyfunc(math.expm1, 1, 1)
+
+
 def transform_target(values: np.ndarray, how: str) -> np.ndarray:
     """The target as the model learns it: ``log1p`` or unchanged."""
     values = np.asarray(values, dtype=float)
-    return np.log1p(values) if how == "log1p" else values
+    return _portable(_LOG1P, values) if how == "log1p" else values
 
 
 def inverse_target(values: np.ndarray, how: str) -> np.ndarray:
     """Model output back on the target's own scale."""
     values = np.asarray(values, dtype=float)
-    return np.expm1(values) if how == "log1p" else values
+    return _portable(_EXPM1, values) if how == "log1p" else values
+
+
+def _portable(function: np.ufunc, values: np.ndarray) -> np.ndarray:
+    return np.asarray(function(values), dtype=float) if values.size else values.copy()
 
 
 def class_probabilities(scores: np.ndarray) -> np.ndarray:

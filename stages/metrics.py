@@ -8,6 +8,7 @@ Labels here are class indexes (0 .. k-1, in the order of the ``classes`` list).
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -18,17 +19,36 @@ CURVE_POINTS = 1000  # plot rows kept per curve: enough to draw, small enough to
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE, R² and MAPE (in %) on the original target scale."""
+    """RMSE, MAE, R² and MAPE (in %) on the original target scale.
+
+    Sums are exact (``math.fsum``): NumPy's depend on the CPU's SIMD width in the last bits,
+    and metrics are compared across machines (``ci/check_lock.py``)."""
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     error = predicted - actual
-    total = np.sum((actual - actual.mean()) ** 2)
+    squared = math.fsum(error**2)
+    total = math.fsum((actual - _mean(actual)) ** 2)
     nonzero = actual != 0
     return {
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": float(1 - np.sum(error**2) / total) if total > 0 else float("nan"),
-        "mape": float(100 * np.mean(np.abs(error[nonzero] / actual[nonzero]))),
+        "rmse": math.sqrt(squared / len(actual)),
+        "mae": _mean(np.abs(error)),
+        "r2": 1 - squared / total if total > 0 else float("nan"),
+        "mape": 100 * _mean(np.abs(error[nonzero] / actual[nonzero])),
     }
+
+
+def _mean(values: np.ndarray) -> float:
+    return math.fsum(values) / len(values) if len(values) else float("nan")
+
+
+def rounded(metrics: dict, digits: int = 10) -> dict:
+    """Metrics (nested) to ``digits`` significant digits, as written to the metrics file: a
+    last-bit difference between machines (LightGBM's and scikit-learn's float sums) then
+    reaches the file only when a value sits on a rounding boundary."""
+    if isinstance(metrics, dict):
+        return {key: rounded(value, digits) for key, value in metrics.items()}
+    if isinstance(metrics, float) and math.isfinite(metrics):
+        return float(f"{metrics:.{digits}g}")
+    return metrics
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:

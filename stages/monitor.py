@@ -30,7 +30,7 @@ from stages.errors import StageError
 from stages.features import FeatureError, FeatureSpec, build_features
 from stages.files import read_json, write_json, write_text
 from stages.params import MonitorParams, load_params
-from stages.tracking import repo_root, stage_run, tracking_uri
+from stages.tracking import connect, repo_root, stage_run
 from stages.validate import (
     build_report,
     finding,
@@ -168,7 +168,7 @@ def prediction_psi(model_uri: str, batch: pd.DataFrame, predictions: Path, bins:
     values for regression, class frequencies for classification."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(repo_root()))  # for a models:/ URI (the run is elsewhere)
+    connect(repo_root())  # for a models:/ URI (the run is elsewhere)
     output = mlflow.pyfunc.load_model(model_uri).predict(batch)
     expected = pd.read_csv(predictions)["predicted"]
     if isinstance(output, pd.DataFrame):  # classification: predicted class + probabilities

@@ -21,26 +21,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from stages import cli
 from stages.errors import StageError
 from stages.features import FeatureSpec
-from stages.files import atomic_dir, file_md5, read_json, write_json, write_text
+from stages.files import atomic_dir, file_md5, path_md5, read_json, write_json, write_text
 from stages.metrics import classification_metrics, regression_metrics
 from stages.params import Params, load_params
 from stages.registry import (
     CHALLENGER,
     CHAMPION,
+    SPLIT_DEFINITION_TAG,
+    SPLIT_TAG,
     Decision,
     decision_record,
     gate_decision,
+    lineage_decision,
     locked_hashes,
     set_champion,
+    split_change,
+    split_definition,
+    split_digest,
     version_by_alias,
 )
 from stages.tracking import (
     BOOSTER_TAG,
     TRACKING_SWITCH,
+    StageRun,
     git_state,
     repo_root,
     stage_run,
@@ -91,17 +99,6 @@ def code_package(folder: Path) -> Path:
     return module
 
 
-def model_kwargs(booster: Path, meta: Path, code: Path, example: pd.DataFrame) -> dict:
-    return {
-        "python_model": str(SERVING_CODE),
-        "artifacts": {"booster": str(booster), "metadata": str(meta)},
-        "code_paths": [str(code)],
-        "signature": False,  # the model checks requests itself (MLflow drops extra columns)
-        "input_example": example,
-        "pip_requirements": pip_requirements(),
-    }
-
-
 # ---- the gate's evaluation -----------------------------------------------------------------
 
 
@@ -132,14 +129,26 @@ def evaluate(model: Any, rows: pd.DataFrame, actual: pd.Series, task: str) -> di
 
 
 def judge(
-    client: Any, name: str, version: str, challenger: dict, held_out: tuple, params: Params
+    client: Any,
+    name: str,
+    version: str,
+    challenger: dict,
+    held_out: tuple,
+    params: Params,
+    split: dict,
 ) -> Decision:
-    """The gate's decision on ``version`` against the current champion, if any."""
+    """The gate's decision on ``version`` against the current champion, if any: compared on
+    the held-out rows only if the champion was trained on the same split (``split``)."""
     import mlflow
 
     current = version_by_alias(client, name, CHAMPION)
     champion_version = current.version if current is not None else None
     metric = params.gate_metric
+    change = split_change(current.tags, split) if current is not None else ""
+    if change:
+        return lineage_decision(
+            challenger, params.package.gate, metric, str(champion_version), change, version
+        )
     try:
         champion = (
             evaluate(
@@ -183,16 +192,10 @@ def train_run_id(client: Any, experiment_id: str, booster_md5: str) -> str:
     return runs[0].info.run_id if runs else ""
 
 
-def model_card(
-    name: str,
-    version: str,
-    summary: dict,
-    metrics: dict,
-    decision: Decision,
-    params: Params,
-    tags: dict[str, str],
-) -> str:
-    """A short Markdown model card."""
+def model_card(name: str, summary: dict, metrics: dict, params: Params, tags: dict) -> str:
+    """A short Markdown model card of what the model is: the same bytes wherever the same
+    data, params and code produce it (no registry version, run id or commit: those are
+    machine-local and go to the registry, see ``registry_section``)."""
     pkg = params.package
     table = "\n".join(
         f"| {metric} | {metrics['cv'].get(metric, float('nan')):.6g} | {value:.6g} |"
@@ -203,24 +206,20 @@ def model_card(
         for k, v in summary["best_trial"]["point"].items()
     )
     limits = "\n".join(f"- {item}" for item in pkg.limitations) or "- (none stated)"
-    verdict = "promoted to champion" if decision.promote else "champion kept"
     unseen = "refused" if pkg.unseen_categories == "reject" else "treated as missing"
     raw, features = tags.get("data.raw.md5", "?"), tags.get("data.features.md5", "?")
     model, digest = tags.get("model.lgbm.md5", "?"), tags["params.sha256"][:16]
-    return f"""# Model card: {name} v{version}
+    return f"""# Model card: {name}
 
 **Task:** {summary.get("task", "regression")} on `{summary["target"]}`
-({params.train.objective} objective). **Gate:** {verdict} — {decision.reason}.
+({params.train.objective} objective). **Gate:** {gate_rule(params)}
 
 ## Intended use
 {pkg.intended_use or "(not stated: set package.intended_use)"}
 
 ## Data
 - Raw data MD5 `{raw}`, features `{features}`, model `{model}` (dvc.lock);
-  params SHA-256 `{digest}`
-- Git commit `{tags.get("git.commit", "?")}`, DVC experiment `{tags.get("dvc.exp_name") or "-"}`,
-  train run `{tags.get("train.run_id") or "?"}`
-- Validation report: `{tags.get("validation.report", "?")}`
+  params SHA-256 `{digest}`; train/test split SHA-256 `{tags[SPLIT_TAG][:16]}`
 
 ## Model
 - Feature set `{summary["feature_set"]}`: {", ".join(summary["features"])}
@@ -235,6 +234,51 @@ def model_card(
 ## Known limits
 {limits}
 """
+
+
+def gate_rule(params: Params) -> str:
+    gate = params.package.gate
+    bounds = ", ".join(f"{m} {v:g}" for m, v in gate.thresholds.items()) or "none"
+    return (
+        f"champion if it meets the thresholds ({bounds}) and beats the champion's "
+        f"{params.gate_metric} on the same held-out rows by {gate.margin:.2%}; a champion "
+        f"from another split is not compared ({gate.on_lineage_change})."
+    )
+
+
+def registry_section(version: str, decision: Decision, tags: dict[str, str]) -> str:
+    """The registry's part of the card (the model version's description in MLflow): the
+    version, the gate's decision and where the model came from on this machine."""
+    verdict = "promoted to champion" if decision.promote else "champion kept"
+    return f"""
+## Registry: version {version}
+- Gate: {verdict} — {decision.reason}
+- Git commit `{tags.get("git.commit", "?")}`, DVC experiment `{tags.get("dvc.exp_name") or "-"}`,
+  train run `{tags.get("train.run_id") or "?"}`
+- Validation report: `{tags.get("validation.report", "?")}`
+"""
+
+
+def reproducible_mlmodel(folder: Path) -> None:
+    """Make the saved model folder the same bytes wherever the same model is packaged: MLflow
+    writes the build's absolute paths (the model code, a temporary artifact), a random
+    ``model_uuid`` and the time into ``MLmodel``. The code and artifact paths become relative,
+    the UUID is derived from the folder's content, and the time is left out (MLflow reads a
+    missing one as the load time; the copy logged to MLflow keeps its own)."""
+    path = folder / "MLmodel"
+    model = yaml.safe_load(path.read_text())
+    flavor = model["flavors"]["python_function"]
+    flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    for artifact in flavor.get("artifacts", {}).values():
+        artifact["uri"] = artifact["path"]
+    model.pop("utc_time_created", None)
+    model["model_uuid"] = hashlib.md5(_folder_listing(folder, skip=path).encode()).hexdigest()  # noqa: S324
+    write_text(yaml.safe_dump(model, default_flow_style=False), path)
+
+
+def _folder_listing(folder: Path, skip: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p != skip)
+    return json.dumps([[str(p.relative_to(folder)), file_md5(p)] for p in files])
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -258,70 +302,119 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not tracking_enabled():
         raise StageError(f"package: registers the model in MLflow; unset {TRACKING_SWITCH}=off")
     params = load_params(args.params)
-    pkg, task, name = params.package, params.train.task, params.package.model_name
     summary = read_json(args.model_dir / "summary.json")
-    spec = FeatureSpec(**summary["spec"])
-    booster_path = args.model_dir / "booster.txt"
-    example = input_example(
-        pd.read_parquet(args.raw, columns=spec.inputs), spec, pkg.input_example_rows
+    held_out = held_out_rows(args.features, params.featurize.target)
+    split = split_definition(
+        params.seed, params.featurize, raw_schema(args.raw), path_md5(args.raw)
     )
+    inputs = {"booster": args.model_dir / "booster.txt", "summary": args.model_dir / "summary.json"}
+    with (
+        stage_run("package", params.package, inputs=inputs, in_process=True) as run,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        kwargs = model_kwargs(args, params, summary, Path(scratch))
+        with atomic_dir(args.out) as build:
+            mlflow.pyfunc.save_model(str(build), **kwargs)
+            reproducible_mlmodel(build)
+        model = mlflow.pyfunc.load_model(str(args.out))
+        challenger = evaluate(model, *held_out, params.train.task)
+        tags = lineage_tags(params, split, args.validation)
+        card = model_card(params.package.model_name, summary, read_json(args.metrics), params, tags)
+        write_text(card, args.card)
+        version, decision = register(run, kwargs, tags, card, (challenger, held_out), params, split)
+        write_json(decision_record(decision, version), args.decision)
+        run.log_artifact(args.card)
+        run.log_artifact(args.decision)
+        run.log_artifact(args.validation, "validation")
+    state = "champion" if decision.promote else "challenger"
+    log.info("%s v%s: %s (%s)", params.package.model_name, version, state, decision.reason)
+    return 0
+
+
+def model_kwargs(args: argparse.Namespace, params: Params, summary: dict, scratch: Path) -> dict:
+    """What ``mlflow.pyfunc.save_model`` and ``log_model`` get: the model's code and
+    artifacts (the booster, the served part of train's summary), an input example, pins."""
+    pkg = params.package
+    spec = FeatureSpec(**summary["spec"])
+    raw = pd.read_parquet(args.raw, columns=spec.inputs)
     meta = {key: summary.get(key) for key in SERVED_SUMMARY} | {
         "max_batch_rows": pkg.max_batch_rows,
         "unseen_categories": pkg.unseen_categories,
     }
-    rows, actual = held_out_rows(args.features, params.featurize.target)
-    inputs = {"booster": booster_path, "summary": args.model_dir / "summary.json"}
-    with (
-        stage_run("package", pkg, inputs=inputs, in_process=True) as run,
-        tempfile.TemporaryDirectory() as scratch,
-    ):
-        meta_path = Path(scratch) / "metadata.json"
-        write_json(meta, meta_path)
-        kwargs = model_kwargs(booster_path, meta_path, code_package(Path(scratch)), example)
-        with atomic_dir(args.out) as build:
-            mlflow.pyfunc.save_model(str(build), **kwargs)
-        challenger = evaluate(mlflow.pyfunc.load_model(str(args.out)), rows, actual, task)
-        logged = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
-        version = str(logged.registered_model_version)
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        run.log_artifact(args.validation, "validation")
-        tags = {
-            **git_state(repo_root()),
-            "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
-            **locked_hashes(Path("dvc.lock")),
-            "params.sha256": params_digest(params),
-            "train.run_id": train_run_id(client, run.experiment_id, file_md5(booster_path)),
-            "validation.report": f"runs:/{run.run_id}/validation/{args.validation.name}",
-            "validation.md5": file_md5(args.validation),
-        }
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
-        decision = judge(client, name, version, challenger, (rows, actual), params)
-        if decision.promote:
-            set_champion(client, name, version)
-        client.set_model_version_tag(name, version, "gate.decision", decision.reason)
-        card = model_card(name, version, summary, read_json(args.metrics), decision, params, tags)
-        client.update_model_version(name, version, description=card)
-        write_json(decision_record(decision, version), args.decision)
-        write_text(card, args.card)
-        run.log_metrics(
-            {
-                "gate.promoted": int(decision.promote),
-                f"held_out.{decision.metric}": decision.challenger,
-            }
-        )
-        run.set_tags({"model.uri": logged.model_uri, "model.name": name, "model.version": version})
-        run.log_artifact(args.card)
-        run.log_artifact(args.decision)
-    log.info(
-        "%s v%s: %s (%s)",
-        name,
-        version,
-        "champion" if decision.promote else "challenger",
-        decision.reason,
+    write_json(meta, scratch / "metadata.json")
+    return {
+        "python_model": str(SERVING_CODE),
+        "artifacts": {
+            "booster": str(args.model_dir / "booster.txt"),
+            "metadata": str(scratch / "metadata.json"),
+        },
+        "code_paths": [str(code_package(scratch))],
+        "signature": False,  # the model checks requests itself (MLflow drops extra columns)
+        "input_example": input_example(raw, spec, pkg.input_example_rows),
+        "pip_requirements": pip_requirements(),
+    }
+
+
+def raw_schema(path: Path) -> list[str]:
+    """The raw table's columns and types, as ``name: type`` (ingest's metadata form)."""
+    import pyarrow.parquet as pq
+
+    return [f"{field.name}: {field.type}" for field in pq.ParquetDataset(path).schema]
+
+
+def lineage_tags(params: Params, split: dict, validation: Path) -> dict[str, str]:
+    """The version's reproducible lineage: dvc.lock's data and model hashes, params, split."""
+    return {
+        **locked_hashes(Path("dvc.lock")),
+        "params.sha256": params_digest(params),
+        SPLIT_TAG: split_digest(split),
+        SPLIT_DEFINITION_TAG: json.dumps(split, sort_keys=True),
+        "validation.md5": file_md5(validation),
+        "validation.report": f"validation/{validation.name}",  # an artifact of the package run
+    }
+
+
+def register(
+    run: StageRun,
+    kwargs: dict,
+    tags: dict[str, str],
+    card: str,
+    scored: tuple[dict, tuple],
+    params: Params,
+    split: dict,
+) -> tuple[str, Decision]:
+    """Log and register the model as a new version (alias ``challenger``) with its lineage,
+    let the gate decide on ``champion``, and record the decision. Returns (version, decision)."""
+    import mlflow
+
+    challenger, held_out = scored
+    name = params.package.model_name
+    logged = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
+    version = str(logged.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    booster_md5 = file_md5(Path(kwargs["artifacts"]["booster"]))
+    tags = {
+        **tags,
+        **git_state(repo_root()),
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "train.run_id": train_run_id(client, run.experiment_id, booster_md5),
+        "validation.report": f"runs:/{run.run_id}/{tags['validation.report']}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    decision = judge(client, name, version, challenger, held_out, params, split)
+    if decision.promote:
+        set_champion(client, name, version)
+    client.set_model_version_tag(name, version, "gate.decision", decision.reason)
+    client.set_model_version_tag(name, version, "gate.comparable", str(decision.comparable))
+    description = card + registry_section(version, decision, tags)
+    client.update_model_version(name, version, description=description)
+    run.log_metrics(
+        {"gate.promoted": int(decision.promote), f"held_out.{decision.metric}": decision.challenger}
     )
-    return 0
+    run.set_tags({"model.uri": logged.model_uri, "model.name": name, "model.version": version})
+    return version, decision
 
 
 if __name__ == "__main__":

@@ -234,6 +234,9 @@ class GateParams(_Section):
     metric: str = AUTO  # auto: rmse (regression) or log_loss (classification)
     margin: Annotated[float, Field(ge=0)] = 0.0  # relative improvement the challenger needs
     thresholds: dict[str, float] = Field(default_factory=dict)  # metric: bound every champion meets
+    # the champion was trained on another train/test split, so its score on the new held-out
+    # rows is not comparable: promote the new version (if it meets the thresholds) or keep it
+    on_lineage_change: Literal["promote", "keep"] = "promote"
 
 
 class PackageParams(_Section):

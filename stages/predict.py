@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from stages.tracking import repo_root, tracking_uri
+    from stages.tracking import connect, repo_root
 
     args = _parse_args(argv)
     params = load_params(args.params)
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise StageError(
             f"predict: {args.input} is not valid input: {', '.join(named)}", exit_code=INVALID
         )
-    mlflow.set_tracking_uri(tracking_uri(repo_root()))
+    connect(repo_root())
     uri = model_uri(params.package.model_name, args.version, args.model)
     try:
         model = mlflow.pyfunc.load_model(uri)

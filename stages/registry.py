@@ -16,6 +16,7 @@ Also a command line for people:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -28,7 +29,7 @@ import yaml
 
 from stages import cli
 from stages.errors import StageError
-from stages.params import QUALITY_HIGHER_IS_BETTER, GateParams, load_params
+from stages.params import QUALITY_HIGHER_IS_BETTER, FeaturizeParams, GateParams, load_params
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,14 @@ LOCKED_OUTPUTS = {  # lineage tag -> (dvc.lock stage, output path)
 }
 
 
+SPLIT_TAG = "split.sha256"  # which train/test split a version was trained and tested on
+SPLIT_DEFINITION_TAG = "split.definition"  # ...and what defines it, as JSON
+
+
 @dataclass(frozen=True)
 class Decision:
-    """The gate's verdict on a challenger."""
+    """The gate's verdict on a challenger. ``comparable``: whether the champion was scored on
+    the challenger's held-out rows (False when its split differs: ``lineage`` says how)."""
 
     promote: bool
     reason: str
@@ -51,6 +57,51 @@ class Decision:
     challenger: float
     champion: float | None = None
     champion_version: str | None = None
+    comparable: bool = True
+    lineage: str = ""
+
+
+def split_definition(
+    seed: int, featurize: FeaturizeParams, raw_schema: list[str], raw_md5: str
+) -> dict[str, Any]:
+    """What decides which rows are held out. A row's part follows a seeded hash of its values
+    (``stages.featurize.in_test_part``), so the seed, the test share and the raw columns decide
+    it, whatever rows are added or filtered; a stratified draw depends on the whole cleaned
+    table too."""
+    definition: dict[str, Any] = {
+        "seed": seed,
+        "test_size": featurize.test_size,
+        "stratify": featurize.stratify,
+        "target": featurize.target,
+        "raw_schema": raw_schema,
+    }
+    if featurize.stratify:
+        definition |= {
+            "raw_md5": raw_md5,
+            "drop_duplicates": featurize.drop_duplicates,
+            "row_filters": featurize.row_filters,
+        }
+    return definition
+
+
+def split_digest(definition: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def split_change(champion_tags: Mapping[str, str], definition: Mapping[str, Any]) -> str:
+    """How the champion's split differs from ``definition`` ("" if it is the same)."""
+    if champion_tags.get(SPLIT_TAG) == split_digest(definition):
+        return ""
+    try:
+        before = json.loads(champion_tags[SPLIT_DEFINITION_TAG])
+    except (KeyError, ValueError):
+        return "its split is not recorded (registered before split lineage was tagged)"
+    changed = [
+        f"{key} {before.get(key)!r} -> {definition.get(key)!r}"
+        for key in sorted(set(before) | set(definition))
+        if before.get(key) != definition.get(key)
+    ]
+    return "its split differs: " + "; ".join(changed)
 
 
 def better(metric: str, value: float, than: float, margin: float) -> bool:
@@ -95,6 +146,38 @@ def gate_decision(
     if better(metric, challenger[metric], champion[metric], gate.margin):
         return Decision(True, f"beats the champion: {versus}", **base)
     return Decision(False, f"not better by the {gate.margin:.2%} margin: {versus}", **base)
+
+
+def lineage_decision(
+    challenger: Mapping[str, float],
+    gate: GateParams,
+    metric: str,
+    champion_version: str,
+    change: str,
+    version: str,
+) -> Decision:
+    """The gate's verdict when the champion was trained on another split (``change``): its
+    score on the challenger's held-out rows would not be comparable (it may have trained on
+    some of them), so the thresholds and ``package.gate.on_lineage_change`` decide (pure)."""
+    base = {
+        "metric": metric,
+        "challenger": challenger[metric],
+        "champion_version": champion_version,
+        "comparable": False,
+        "lineage": f"champion v{champion_version}: {change}",
+    }
+    failures = threshold_failures(challenger, gate.thresholds)
+    if failures:
+        return Decision(False, "thresholds not met: " + "; ".join(failures), **base)
+    why = f"champion v{champion_version} not compared: {change}"
+    if gate.on_lineage_change == "promote":
+        return Decision(True, f"{why}; promoted by package.gate.on_lineage_change", **base)
+    return Decision(
+        False,
+        f"{why}; kept by package.gate.on_lineage_change (promote by hand: "
+        f"`python -m stages.registry promote --version {version}`)",
+        **base,
+    )
 
 
 # ---- lineage -------------------------------------------------------------------------------
@@ -175,9 +258,9 @@ def lineage(client: Any, name: str, version: Any) -> dict[str, Any]:
 def _client(params_path: Path) -> tuple[Any, str]:
     import mlflow
 
-    from stages.tracking import repo_root, tracking_uri
+    from stages.tracking import connect, repo_root
 
-    mlflow.set_tracking_uri(tracking_uri(repo_root()))
+    connect(repo_root())
     return mlflow.MlflowClient(), load_params(params_path).package.model_name
 
 

@@ -449,7 +449,7 @@ def run_search(
         optimizer = bayesian_optimizer(dims, search, seed)
         while len(trials) < search.n_calls:
             size = min(search.batch_size, search.n_calls - len(trials))
-            xs = ask_batch(optimizer, size)
+            xs = [portable_point(dims, x) for x in ask_batch(optimizer, size)]
             batch = [
                 (len(trials) + i, {d.name: to_native(v) for d, v in zip(dims, x, strict=True)})
                 for i, x in enumerate(xs)
@@ -496,6 +496,22 @@ def ask_batch(optimizer: Any, size: int) -> list[list]:
         points.append(liar.ask())
         liar._tell(points[-1], np.min(liar.yi) if liar.yi else 0.0)  # as ask(n_points) does
     return [*points, liar.ask()]
+
+
+POINT_DIGITS = 6  # significant digits of a real-valued hyperparameter (as search.csv shows it)
+
+
+def portable_point(dims: list, x: list) -> list:
+    """The optimizer's point with real values rounded to ``POINT_DIGITS`` significant digits
+    (within bounds). Its proposals come out of NumPy, SciPy and BLAS code that each CPU runs
+    with other SIMD instructions, so they differ between machines in the last bits; rounded,
+    every machine evaluates (and tells the optimizer) the same point."""
+    from skopt.space import Real
+
+    return [
+        min(max(float(f"{v:.{POINT_DIGITS}g}"), d.low), d.high) if isinstance(d, Real) else v
+        for d, v in zip(dims, x, strict=True)
+    ]
 
 
 @contextmanager

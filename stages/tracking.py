@@ -24,6 +24,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+from stages.errors import StageError
 from stages.files import path_md5
 from stages.params import flatten
 
@@ -58,6 +59,67 @@ def store_root(root: Path) -> Path:
 def tracking_uri(root: Path) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a SQLite store at the workspace root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / STORE_FILE}"
+
+
+STORE_LOCK_SECONDS = 600  # how long a stage waits for another one creating the store
+
+
+def connect(root: Path) -> str:
+    """Point MLflow at the tracking store (``tracking_uri``) and make sure the store exists,
+    created or migrated by one process at a time; returns the URI.
+
+    MLflow creates a new SQLite store's tables, and migrates an old one, when a process first
+    opens it; two processes doing that at once fail (``duplicate column name``). Every
+    process therefore opens a SQLite store for the first time under an inter-process file
+    lock beside it, so stages and queued experiments starting at the same moment all log.
+    A store that cannot be opened raises ``StageError`` naming it and what to do."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    try:
+        if uri.startswith("sqlite:///"):
+            from filelock import FileLock
+
+            database = Path(uri.removeprefix("sqlite:///"))
+            database.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(f"{database}.lock", timeout=STORE_LOCK_SECONDS):
+                _open_stores(uri)
+        else:
+            _open_stores(uri)
+    except Exception as exc:  # SQLAlchemy, MLflow, network and lock errors alike
+        raise StageError(store_problem(uri, exc)) from exc
+    return uri
+
+
+def _open_stores(uri: str) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    client.search_experiments(max_results=1)  # the tracking tables, created or migrated
+    client.search_registered_models(max_results=1)  # ...and the model registry's
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """An error of the tracking store (MLflow, its database or its server), not the stage's."""
+    return type(exc).__module__.split(".")[0] in {"mlflow", "sqlalchemy", "sqlite3", "requests"}
+
+
+def store_problem(uri: str, exc: BaseException) -> str:
+    """What went wrong with the tracking store, and what to do, in one message."""
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if uri.startswith("sqlite:///"):
+        advice = (
+            f"if the file is damaged or from another MLflow version, move it aside "
+            f"(`mv {uri.removeprefix('sqlite:///')} mlflow.db.bak`) or run `mlflow db upgrade "
+            f"{uri}`"
+        )
+    else:
+        advice = "check that the server runs and MLFLOW_TRACKING_URI names it"
+    return (
+        f"MLflow tracking store {uri}: {reason}. To fix: {advice}; or set MLFLOW_TRACKING_URI "
+        f"to another store, or {TRACKING_SWITCH}=off to run without tracking."
+    )
 
 
 def artifact_location(uri: str) -> str | None:
@@ -287,7 +349,12 @@ def stage_run(
         yield run
         status = "FINISHED"
     finally:
-        uri = run.close(status, raise_errors=status == "FINISHED")
+        try:
+            uri = run.close(status, raise_errors=status == "FINISHED")
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            raise StageError(store_problem(tracking_uri(repo_root()), exc)) from exc
         run_id = run.run_id if uri else "?"
         log.info("MLflow run %s (%s) in %s", run_id, status, uri or "(not recorded)")
 
@@ -297,8 +364,7 @@ def open_run(request: RunRequest) -> StageRun:
     import mlflow
 
     root = repo_root()
-    uri = tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
+    uri = connect(root)
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, artifact_location(uri))
     project_run = request.project_run

@@ -38,6 +38,7 @@ from stages.metrics import (
     precision_recall_frame,
     regression_metrics,
     roc_frame,
+    rounded,
 )
 from stages.params import Params, TrainParams, load_params
 from stages.search import (
@@ -372,15 +373,17 @@ def train_and_write(
             fitted = fit_in_process(x_train, y_train, x_test, params, checkpoint, on_trial)
         trials, best = fitted.trials, fitted.best
         metric = train_cfg.search.metric
-        metrics = {
-            "cv": {
-                **quality(train_cfg, actual_train, fitted.oof),
-                f"search_{metric}": loss(metric, best.score),
-            },
-            "test": quality(train_cfg, actual_test, fitted.test_scores),
-            "best_iteration": best.best_iteration,
-            "trials": len(trials),
-        }
+        metrics = rounded(
+            {
+                "cv": {
+                    **quality(train_cfg, actual_train, fitted.oof),
+                    f"search_{metric}": loss(metric, best.score),
+                },
+                "test": quality(train_cfg, actual_test, fitted.test_scores),
+                "best_iteration": best.best_iteration,
+                "trials": len(trials),
+            }
+        )
         summary = {
             "task": train_cfg.task,
             "target": target,

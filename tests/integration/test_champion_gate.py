@@ -47,7 +47,10 @@ def test_the_first_model_is_champion_with_its_lineage(registry_repo):
     assert first["promote"] and first["version"] == 1 and champion(registry_repo) == "1"
     assert "first model to meet the thresholds" in first["reason"]
     card = (registry_repo / "reports" / "model_card.md").read_text()
-    assert "# Model card: diamonds-price v1" in card and "## Known limits" in card
+    assert "# Model card: diamonds-price\n" in card and "## Known limits" in card
+    assert "v1" not in card and "train run" not in card and "runs:/" not in card
+    description = client(registry_repo).get_model_version(NAME, "1").description
+    assert description.startswith(card) and "## Registry: version 1" in description
     lineage = json.loads(registry(registry_repo, "lineage"))
     commits = run(["git", "rev-list", "HEAD"], registry_repo).stdout.split()
     assert lineage["git_commit"] in commits  # the commit the pipeline ran on
@@ -151,3 +154,34 @@ def test_a_dockerfile_is_generated_for_the_champion(registry_repo, tmp_path):
     assert "COPY model_dir /opt/ml/model" in dockerfile and "ENTRYPOINT" in dockerfile
     assert (out / "model_dir" / "code" / "pipeline_features.py").exists()
     assert "signature" not in (out / "model_dir" / "MLmodel").read_text()
+
+
+def test_a_champion_from_another_split_is_not_compared_and_the_decision_says_why(registry_repo):
+    """The champion may have trained on the new held-out rows: the thresholds and
+    package.gate.on_lineage_change decide, and the decision names what changed."""
+    before = champion(registry_repo)
+    set_params(registry_repo, lambda p: p["featurize"].update(test_size=0.25))
+    run(["dvc", "repro"], registry_repo)
+    moved = decision(registry_repo)
+    assert moved["promote"] and not moved["comparable"], moved
+    assert moved["champion"] is None and moved["champion_version"] == before
+    assert "test_size 0.2 -> 0.25" in moved["lineage"]
+    assert "promoted by package.gate.on_lineage_change" in moved["reason"]
+    assert champion(registry_repo) == str(moved["version"])
+    tags = client(registry_repo).get_model_version(NAME, str(moved["version"])).tags
+    assert tags["gate.comparable"] == "False"
+
+    def keep(p: dict) -> None:
+        p["seed"] = 7
+        p["package"]["gate"]["on_lineage_change"] = "keep"
+
+    set_params(registry_repo, keep)
+    run(["dvc", "repro"], registry_repo)
+    kept = decision(registry_repo)
+    assert not kept["promote"] and not kept["comparable"]
+    assert (
+        "seed 42 -> 7" in kept["lineage"]
+        and "kept by package.gate.on_lineage_change" in kept["reason"]
+    )
+    assert f"promote --version {kept['version']}" in kept["reason"]
+    assert champion(registry_repo) == str(moved["version"])

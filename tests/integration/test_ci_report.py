@@ -26,9 +26,9 @@ STAGE = {
         }
     }
 }
-TRAIN = """import json, yaml
+TRAIN = """import json, os, yaml
 p = yaml.safe_load(open("params.yaml"))["train"]
-rmse = round(1.0 / (p["lr"] * p["trees"]), 4)
+rmse = round(1.0 / (p["lr"] * p["trees"]), 4) + float(os.environ.get("NOISE", 0))
 json.dump({"rmse": rmse, "trees": p["trees"]}, open("metrics.json", "w"))
 rows = "".join(f"{i},{rmse * (5 - i)}\\n" for i in range(5))
 open("history.csv", "w").write("step,loss\\n" + rows)
@@ -81,6 +81,20 @@ def test_a_stale_lock_fails_the_check_and_names_the_stage(small_repo):
     run(["dvc", "repro"], small_repo)
     done = run(check, small_repo, check=False)
     assert done.returncode == 1
-    assert "train: " in done.stderr and "param params.yaml:train.lr (0.2 -> 0.4)" in done.stderr
-    assert "out metrics.json" in done.stderr
+    assert "  train:\n" in done.stderr and "param params.yaml:train.lr (0.2 -> 0.4)" in done.stderr
+    assert "out metrics.json: rmse: 0.5 -> 0.25" in done.stderr
     assert json.loads((small_repo / "metrics.json").read_text())["rmse"] == 0.25
+
+
+def test_float_noise_within_the_tolerance_passes_and_beyond_it_names_key_and_values(small_repo):
+    """Another machine's last-bit noise changes the output's hash, not its verdict."""
+    check = ["python", "ci/check_lock.py", "--rev", "HEAD"]
+    run(["dvc", "repro", "-f"], small_repo, extra_env={"NOISE": "1e-13"})
+    done = run(check, small_repo, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "metrics.json differs from HEAD only within the tolerance" in done.stderr
+    run(["dvc", "repro", "-f"], small_repo, extra_env={"NOISE": "1e-3"})
+    done = run(check, small_repo, check=False)
+    assert done.returncode == 1
+    assert "out metrics.json: rmse: 0.5 -> 0.501" in done.stderr
+    assert "out history.csv: row 0 column loss: 2.5 -> 2.505" in done.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import run
+from tests.integration.conftest import _copy_repository, git_commit, run, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,20 @@ def workspace(pipeline, tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("experiments") / "repo"
     shutil.copytree(pipeline, repo, symlinks=True)
     shutil.rmtree(repo / ".dvc" / "tmp", ignore_errors=True)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory) -> Path:
+    """The repository as a new user clones it: no tracking store, no DVC cache, no outputs."""
+    repo = _copy_repository(tmp_path_factory.mktemp("fresh") / "repo")
+
+    def small(p: dict) -> None:
+        p["train"]["search"].update(n_initial_points=2, max_rounds=200)
+
+    set_params(repo, small)
+    git_commit(repo, "fresh clone")
+    assert not (repo / "mlflow.db").exists()
     return repo
 
 
@@ -51,7 +65,9 @@ def wait_for_queue(repo: Path, seconds: float = 1200) -> str:
     raise AssertionError(f"queue still busy after {seconds}s:\n{status}")
 
 
-def test_queued_experiments_with_two_workers_land_in_one_store(workspace):
+def test_queued_experiments_on_a_fresh_clone_with_two_workers_land_in_one_store(fresh_clone):
+    """Both start at once against a store that does not exist yet; neither loses a run."""
+    workspace = fresh_clone
     for name, calls in (("queued-a", 2), ("queued-b", 3)):
         run(
             [

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from ci.check_lock import differences
+from ci.check_lock import (
+    csv_differences,
+    differences,
+    json_differences,
+    last_digit,
+    numbers_close,
+    text_differences,
+)
 from stages.errors import StageError
 from stages.experiment import command, overrides
 from tests.conftest import REPO
@@ -30,10 +40,32 @@ def test_runs_on_pull_requests_with_the_permissions_it_needs(workflow):
     assert workflow["permissions"] == {"contents": "read", "pull-requests": "write"}
 
 
+def test_the_workflow_passes_the_security_linter():
+    """zizmor (pinned in requirements.txt) finds nothing of medium or high severity: no
+    template expanded into a script, actions pinned by commit, no persisted credentials."""
+    zizmor = Path(sys.executable).parent / "zizmor"
+    done = subprocess.run(
+        [str(zizmor), "--offline", "--min-severity", "medium", str(WORKFLOW.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actions_are_pinned_by_commit_with_the_version_beside(workflow):
+    text = WORKFLOW.read_text()
+    for step in _steps(workflow):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+            assert re.search(re.escape(step["uses"]) + r"  # v\d", text), step["uses"]
+
+
 def test_checks_out_full_history_and_caches_pip(workflow):
     steps = _steps(workflow)
     checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0
+    assert checkout["with"]["persist-credentials"] is False
     python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
     assert python["with"]["cache"] == "pip" and python["with"]["python-version"] == "3.11"
 
@@ -75,7 +107,7 @@ def test_a_stale_lock_names_the_stage_and_what_changed():
     found = differences(committed, _lock(0.3, "bb.dir", "m1", "p1"), set())
     assert list(found) == ["featurize"]
     assert "param params.yaml:featurize.test_size (0.2 -> 0.3)" in found["featurize"]
-    assert "out data/features (aa.dir -> bb.dir)" in found["featurize"]
+    assert "out data/features: aa.dir -> bb.dir" in found["featurize"]
 
 
 def test_outputs_that_cannot_be_reproduced_are_left_out():
@@ -101,3 +133,56 @@ def test_experiment_overrides_skip_empty_values():
     ]
     with pytest.raises(StageError, match="'n_calls' is not key=value"):
         overrides(["n_calls"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "close"),
+    [
+        ("0.9834855662044267", "0.9834855662044268", True),  # the last bit
+        ("0.0847575", "0.0847576", True),  # one unit in the sixth written digit
+        ("0.0847575", "0.0847577", False),
+        ("509.43093", "509.43094", True),  # within 1e-6 of the value
+        ("509.431", "509.5", False),
+        ("742", "743", False),
+        ("nan", "nan", True),
+    ],
+)
+def test_numbers_are_close_within_the_tolerance_or_the_written_precision(old, new, close):
+    assert numbers_close(old, new, 1e-6) is close
+
+
+def test_the_last_written_digit():
+    assert last_digit("0.0847575") == pytest.approx(1e-7)
+    assert last_digit("1.5e-05") == pytest.approx(1e-6)
+    assert last_digit("742") == 0  # an integer: exact
+
+
+def test_json_differences_name_the_key_and_both_values():
+    old = {"test": {"r2": 0.9834855662044267, "rmse": 509.4}, "trials": 16}
+    assert (
+        list(
+            json_differences(old, {**old, "test": {"r2": 0.9834855662044268, "rmse": 509.4}}, 1e-6)
+        )
+        == []
+    )
+    found = list(json_differences(old, {"test": {"r2": 0.97, "rmse": 509.4}, "trials": 17}, 1e-6))
+    assert found == ["test.r2: 0.9834855662044267 -> 0.97", "trials: 16 -> 17"]
+
+
+def test_csv_differences_name_the_row_and_column():
+    old = "trial,score,feature_set\n0,0.0847575,raw\n1,0.0843,geometry\n"
+    assert list(csv_differences(old, old.replace("0.0847575", "0.0847576"), 1e-6)) == []
+    found = list(
+        csv_differences(old, old.replace("geometry", "raw").replace("0.0843", "0.09"), 1e-6)
+    )
+    assert found == [
+        "row 1 column score: 0.0843 -> 0.09",
+        "row 1 column feature_set: geometry -> raw",
+    ]
+
+
+def test_text_differences_compare_numbers_within_the_tolerance_and_words_exactly():
+    old = "| rmse | 534.534 | 509.431 |\n**Gate:** kept\n"
+    assert list(text_differences(old, old.replace("509.431", "509.432"), 1e-6)) == []
+    found = list(text_differences(old, old.replace("kept", "promoted"), 1e-6))
+    assert found == ["line 2: '**Gate:** kept' -> '**Gate:** promoted'"]

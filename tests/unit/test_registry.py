@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -7,7 +8,18 @@ import pytest
 import yaml
 
 from stages.params import GateParams
-from stages.registry import better, gate_decision, locked_hashes, threshold_failures
+from stages.registry import (
+    SPLIT_DEFINITION_TAG,
+    SPLIT_TAG,
+    better,
+    gate_decision,
+    lineage_decision,
+    locked_hashes,
+    split_change,
+    split_definition,
+    split_digest,
+    threshold_failures,
+)
 
 GATE = GateParams(margin=0.01, thresholds={"r2": 0.9, "rmse": 1000})
 
@@ -75,14 +87,58 @@ def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_st
     from stages.params import load_params
     from tests.conftest import REPO
 
+    split = {"seed": 42, "test_size": 0.2}
+
     class Client:  # a registry whose champion alias names a version that cannot be loaded
         def get_model_version_by_alias(self, name, alias):
-            return SimpleNamespace(version="1")
+            return SimpleNamespace(version="1", tags={SPLIT_TAG: split_digest(split)})
 
     mlflow.set_tracking_uri(mlflow_store)
     params = load_params(REPO / "params.yaml")
-    decision = judge(Client(), "m", "2", {"rmse": 500.0, "r2": 0.97, "mape": 5.0}, (), params)
+    scores = {"rmse": 500.0, "r2": 0.97, "mape": 5.0}
+    decision = judge(Client(), "m", "2", scores, (), params, split)
     assert not decision.promote and decision.champion_version == "1"
     assert "champion v1 could not be scored" in decision.reason
     assert "name=m not found" in decision.reason
     assert "promote --version 2" in decision.reason
+
+
+def _featurize(**changes):
+    from stages.params import FeaturizeParams
+
+    return FeaturizeParams(target="y", **changes)
+
+
+def test_the_split_definition_names_what_decides_the_held_out_rows():
+    plain = split_definition(42, _featurize(), ["a: double", "y: double"], "md5")
+    assert plain == {
+        "seed": 42,
+        "test_size": 0.2,
+        "stratify": False,
+        "target": "y",
+        "raw_schema": ["a: double", "y: double"],
+    }  # a row's part follows its own values: the data version does not matter
+    stratified = split_definition(42, _featurize(stratify=True), ["a: double"], "md5")
+    assert stratified["raw_md5"] == "md5" and "row_filters" in stratified
+
+
+def test_a_change_of_split_is_named_key_by_key():
+    old = split_definition(42, _featurize(), ["a: double"], "md5")
+    tags = {SPLIT_TAG: split_digest(old), SPLIT_DEFINITION_TAG: json.dumps(old)}
+    assert split_change(tags, old) == ""
+    new = split_definition(7, _featurize(test_size=0.25), ["a: double"], "md5")
+    assert split_change(tags, new) == "its split differs: seed 42 -> 7; test_size 0.2 -> 0.25"
+    assert "not recorded" in split_change({}, new)
+
+
+def test_a_champion_from_another_split_is_decided_by_the_lineage_rule():
+    scores = {"r2": 0.95, "rmse": 500}
+    promote = lineage_decision(scores, GATE, "rmse", "3", "its split differs: seed 1 -> 2", "4")
+    assert promote.promote and not promote.comparable and promote.champion is None
+    assert promote.lineage == "champion v3: its split differs: seed 1 -> 2"
+    assert "promoted by package.gate.on_lineage_change" in promote.reason
+    keep_gate = GATE.model_copy(update={"on_lineage_change": "keep"})
+    keep = lineage_decision(scores, keep_gate, "rmse", "3", "its split differs", "4")
+    assert not keep.promote and "promote --version 4" in keep.reason
+    weak = lineage_decision({"r2": 0.5, "rmse": 500}, GATE, "rmse", "3", "its split differs", "4")
+    assert not weak.promote and "thresholds not met" in weak.reason

@@ -1,0 +1,70 @@
+"""What tests share: params they build themselves (never the repository's ``params.yaml``)
+and small tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_params(
+    source: str,
+    target: str,
+    features: list[str],
+    categorical: list[str] | None = None,
+    task: str = "regression",
+) -> dict[str, Any]:
+    """A complete, valid params tree for a table at ``source``: every section, small search."""
+    return {
+        "seed": 42,
+        "ingest": {"source": source},
+        "validate": {
+            "suite": "expectations/raw.json",
+            "features_suite": "expectations/features.json",
+        },
+        "featurize": {
+            "target": target,
+            "categorical": categorical or [],
+            "stratify": task != "regression",
+        },
+        "train": {
+            "task": task,
+            "num_threads": 1,
+            "feature_sets": {"all": features},
+            "search": {
+                "n_calls": 2,
+                "n_initial_points": 2,
+                "n_jobs": 1,
+                "max_rounds": 50,
+                "space": {"num_leaves": {"type": "integer", "low": 7, "high": 31}},
+            },
+        },
+        "package": {"model_name": "test-model", "gate": {"thresholds": {}}},
+        "monitor": {
+            "features_dir": "data/features",
+            "predictions": "reports/plots/predictions.csv",
+            "model": "models/pyfunc",
+            "suite": "expectations/raw.json",
+            "out_dir": "reports/monitor",
+        },
+    }
+
+
+def write_params(path: Path, params: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def regression_table(rows: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A learnable table: ``y`` grows with ``a``, shifted by the text column ``kind``."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0, 10, rows)
+    kind = rng.choice(["low", "mid", "high"], rows)
+    shift = pd.Series(kind).map({"low": 0.0, "mid": 5.0, "high": 10.0}).to_numpy()
+    return pd.DataFrame({"a": a, "kind": kind, "y": 3 * a + shift + rng.normal(0, 0.5, rows)})
