@@ -19,15 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from stages.features import inverse_target, transform_target
-from stages.featurize import clean, featurize, make_spec, split
-from stages.ingest import read_table, resolve_source, source_format
-from stages.metrics import regression_metrics
-from stages.params import load_params
-from stages.search import FEATURE_SET, feature_columns, lgb_params, thread_count
+from mlpipeline.config import Params, TrainParams, load_params
+from mlpipeline.features import inverse_target, transform_target
+from mlpipeline.io import read_source
+from mlpipeline.metrics import regression_metrics
+from mlpipeline.model import FEATURE_SET, feature_columns, model_params, thread_count
+from mlpipeline.prepare import clean, featurize, make_spec, split
 
 
 def search_points(path: Path, names: list[str]) -> list[dict]:
@@ -39,36 +40,34 @@ def search_points(path: Path, names: list[str]) -> list[dict]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for features and model")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    params = load_params(args.workspace / "params.yaml")
-    source, settings, train_cfg = params.ingest, params.featurize, params.train
-    if train_cfg.is_classification:
-        raise SystemExit("the bare script covers regression tasks (the default data)")
+    return parser.parse_args(argv)
 
-    location = resolve_source(source.source)
-    raw = read_table(location, source_format(location, source.format), source.read_options)
+
+def write_features(params: Params, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read the source, clean, split and featurize it; write both parts as Parquet."""
+    source, settings = params.ingest, params.featurize
+    raw = read_source(source.source, source.format, source.read_options)
     cleaned, _ = clean(raw, settings)
     train_raw, test_raw = split(cleaned, settings.test_size, params.seed)
     spec = make_spec(train_raw, settings)
     train = featurize(train_raw, spec, settings.target)
     test = featurize(test_raw, spec, settings.target)
-    args.out.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(args.out / "train.parquet", index=False)
-    test.to_parquet(args.out / "test.parquet", index=False)
+    out.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(out / "train.parquet", index=False)
+    test.to_parquet(out / "test.parquet", index=False)
+    return train, test
 
-    threads = thread_count(train_cfg.num_threads)
-    y = transform_target(train.pop(settings.target).to_numpy(float), train_cfg.target_transform)
-    actual = test.pop(settings.target).to_numpy(float)
-    folds = list(
-        KFold(train_cfg.search.cv_folds, shuffle=True, random_state=params.seed).split(train)
-    )
-    names = list(train_cfg.search.space)
-    points = search_points(args.workspace / "reports/plots/search.csv", names)
+
+def cross_validate_points(
+    train: pd.DataFrame, y: np.ndarray, params: Params, threads: int, points: list[dict]
+) -> list[tuple[float, int, dict]]:
+    """``lgb.cv`` on each point (one Dataset per feature set): (score, rounds, point) each."""
+    train_cfg, search = params.train, params.train.search
+    folds = list(KFold(search.cv_folds, shuffle=True, random_state=params.seed).split(train))
     datasets: dict[tuple, lgb.Dataset] = {}
     results = []
     for point in points:
@@ -81,31 +80,65 @@ def main(argv: Sequence[str] | None = None) -> int:
                 params={"feature_pre_filter": False, "verbosity": -1, "num_threads": threads},
             )
         scores = lgb.cv(
-            lgb_params(point, train_cfg, params.seed, threads),
+            model_params(point, train_cfg, params.seed, threads),
             datasets[columns],
-            num_boost_round=train_cfg.search.max_rounds,
+            num_boost_round=search.max_rounds,
             folds=folds,
-            callbacks=[lgb.early_stopping(train_cfg.search.early_stopping_rounds, verbose=False)],
-        )[f"valid {train_cfg.search.metric}-mean"]
+            callbacks=[lgb.early_stopping(search.early_stopping_rounds, verbose=False)],
+        )[f"valid {search.metric}-mean"]
         results.append((scores[-1], len(scores), point))
-    score, rounds, best = min(results, key=lambda r: r[0])
-    columns = feature_columns(train_cfg, best, train.columns)
+    return results
+
+
+def refit_and_predict(
+    train: pd.DataFrame,
+    y: np.ndarray,
+    test: pd.DataFrame,
+    best: tuple[dict, int],
+    train_cfg: TrainParams,
+    seed: int,
+    threads: int,
+) -> tuple[lgb.Booster, np.ndarray]:
+    """The best point refit on the whole training part; its predictions on the test part."""
+    point, rounds = best
+    columns = feature_columns(train_cfg, point, train.columns)
     booster = lgb.train(
-        lgb_params(best, train_cfg, params.seed, threads),
+        model_params(point, train_cfg, seed, threads),
         lgb.Dataset(train[columns], label=y, params={"verbosity": -1}),
         num_boost_round=rounds,
     )
     predicted = inverse_target(
         booster.predict(test[columns], num_threads=threads), train_cfg.target_transform
     )
+    return booster, predicted
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    started = time.perf_counter()
+    params = load_params(args.workspace / "params.yaml")
+    target, train_cfg = params.featurize.target, params.train
+    if train_cfg.is_classification:
+        raise SystemExit("the bare script covers regression tasks (the default data)")
+    train, test = write_features(params, args.out)
+
+    threads = thread_count(params.runtime.num_threads)
+    y = transform_target(train.pop(target).to_numpy(float), train_cfg.target_transform)
+    actual = test.pop(target).to_numpy(float)
+    names = list(train_cfg.search.space)
+    points = search_points(args.workspace / "reports/plots/search.csv", names)
+    results = cross_validate_points(train, y, params, threads, points)
+    score, rounds, best = min(results, key=lambda r: r[0])
+    booster, predicted = refit_and_predict(
+        train, y, test, (best, rounds), train_cfg, params.seed, threads
+    )
     booster.save_model(str(args.out / "booster.txt"))
-    metrics = regression_metrics(actual, predicted)
     summary = {
         "seconds": time.perf_counter() - started,
         "trials": len(points),
         "cv_score": float(score),
         "feature_set": best.get(FEATURE_SET),
-        "test": metrics,
+        "test": regression_metrics(actual, predicted),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))  # noqa: T201 - read by the benchmark

@@ -5,7 +5,9 @@ LightGBM fit, at two table sizes, and how each grows with the data.
 
 Needs ``data/raw/data.parquet`` (``dvc repro ingest``). For each size it writes a table like
 the raw data (``benchmarks.scale_data``: resampled rows, 2% noise), then runs the stages'
-own commands on it, each in its own process tree, under ``engine: pandas`` and
+own commands on it (featurize includes its check of the features; both suites are built by
+``python -m mlpipeline build-suite`` from the table's first partition, with row-count bounds
+of its size), each in its own process tree, under ``engine: pandas`` and
 ``engine: dask`` (a LocalCluster: 2 workers x 1 thread). Peak memory is the largest sum of
 the resident memory of the stage's process and all its children (the Dask workers), sampled
 every 50 ms. The fit is 100 rounds of the ``geometry`` feature set with fixed parameters
@@ -90,98 +92,91 @@ def _tree_rss(root: psutil.Process) -> int:
 def write_params(folder: Path, data: Path, engine: str, workers: int, memory_limit: str) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["engine"] = engine
-    params["dask"].update(n_workers=workers, memory_limit=memory_limit, blocksize="16MiB")
-    params["ingest"].update(source=str(data), format="parquet", read_options={})
+    params["runtime"]["dask"].update(n_workers=workers, memory_limit=memory_limit)
+    params["ingest"].update(source=str(data), format="parquet", read_options={}, blocksize="16MiB")
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
-def reference_suite(data: Path, folder: Path) -> Path:
-    """A raw suite built (``build-suite``) from the first partition of the scaled table: the
-    noise moves values across the default suite's distribution bins."""
+def reference_suites(data: Path, folder: Path) -> dict[str, Path]:
+    """The raw and features suites built (``build-suite``) from the first partition of the
+    scaled table: the noise moves values across the default suites' distribution bins."""
     first = sorted(data.glob("*.parquet"))[0]
-    path = folder / f"suite-{data.name}.json"
-    _run_module("stages.validate", "build-suite", "--reference", str(first), "--out", str(path))
-    return path
+    suites = {"raw": folder / f"suite-{data.name}.json"}
+    suites["features"] = folder / f"features-suite-{data.name}.json"
+    build = ("mlpipeline", "build-suite", "--reference", str(first), "--out")
+    _run_module(*build, str(suites["raw"]))
+    _run_module(*build, str(suites["features"]), "--featurize")
+    return suites
 
 
 def _run_module(module: str, *args: str) -> None:
     subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, check=True, capture_output=True)
 
 
-def scaled_suite(folder: Path, rows: int, reference: Path = REPO / "expectations/raw.json") -> Path:
+def scaled_suite(folder: Path, rows: int, reference: Path, name: str = "raw_suite.json") -> Path:
     """A suite with the row-count bounds of ``rows`` rows."""
     suite = json.loads(reference.read_text())
     for entry in suite["expectations"]:
         if entry["type"] == "expect_table_row_count_to_be_between":
             entry["kwargs"].update(min_value=rows // 2, max_value=rows * 2)
-    path = folder / "raw_suite.json"
+    path = folder / name
     path.write_text(json.dumps(suite))
     return path
 
 
-def step_commands(work: Path, params: Path, suite: Path) -> dict[str, list[str]]:
+def command_options(**paths: Path) -> list[str]:
+    """``--name value`` pairs (``report_metrics`` becomes ``--report-metrics``)."""
+    return [
+        part for key, path in paths.items() for part in (f"--{key.replace('_', '-')}", str(path))
+    ]
+
+
+def step_commands(work: Path, params: Path, suites: dict[str, Path]) -> dict[str, list[str]]:
+    """Each step's command: the stages' own commands, and this module's ``fit``."""
     py = [sys.executable, "-m"]
     raw, features = work / "raw.parquet", work / "features"
+    settings = command_options(params=params)
+    validate = command_options(
+        data=raw,
+        suite=suites["raw"],
+        report=work / "v.json",
+        html=work / "v.html",
+        metrics=work / "vm.json",
+    )
+    featurize = command_options(
+        data=raw,
+        out_dir=features,
+        metrics=work / "f.json",
+        suite=suites["features"],
+        report=work / "fv.json",
+        html=work / "fv.html",
+        report_metrics=work / "fvm.json",
+    )
     return {
         "ingest": [
             *py,
             "stages.ingest",
-            "--params",
-            str(params),
-            "--out",
-            str(raw),
-            "--meta",
-            str(work / "ingest.json"),
+            *settings,
+            *command_options(out=raw, meta=work / "ingest.json"),
         ],
-        "validate": [
-            *py,
-            "stages.validate",
-            "--params",
-            str(params),
-            "check",
-            "--data",
-            str(raw),
-            "--suite",
-            str(suite),
-            "--report",
-            str(work / "v.json"),
-            "--html",
-            str(work / "v.html"),
-            "--metrics",
-            str(work / "vm.json"),
-        ],
-        "featurize": [
-            *py,
-            "stages.featurize",
-            "--params",
-            str(params),
-            "--data",
-            str(raw),
-            "--out-dir",
-            str(features),
-            "--metrics",
-            str(work / "f.json"),
-        ],
-        "fit": [
-            *py,
-            "benchmarks.engines",
-            "fit",
-            "--params",
-            str(params),
-            "--features",
-            str(features),
-        ],
+        "validate": [*py, "stages.validate", *settings, *validate],
+        "featurize": [*py, "stages.featurize", *settings, *featurize],
+        "fit": [*py, "benchmarks.engines", "fit", *settings, *command_options(features=features)],
     }
 
 
 def run_engine(
-    data: Path, rows: int, engine: str, cluster: tuple[int, str], steps, root: Path, suite: Path
+    data: Path, rows: int, engine: str, cluster: tuple[int, str], steps, root: Path, suites: dict
 ) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"{engine}-", dir=root))
     params = write_params(work, data, engine, *cluster)
-    commands = step_commands(work, params, scaled_suite(work, rows, suite))
+    scaled = {
+        "raw": scaled_suite(work, rows, suites["raw"]),
+        "features": scaled_suite(work, rows, suites["features"], "features_suite.json"),
+    }
+    commands = step_commands(work, params, scaled)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
     results = {}
     for step in steps:
@@ -201,14 +196,15 @@ def run_engine(
 
 
 def fit(params_path: Path, features: Path) -> dict:
-    from stages import engine
-    from stages.params import load_params
-    from stages.search import thread_count
-    from stages.train import learned_target, refit, refit_on_cluster
+    from mlpipeline.config import load_params
+    from mlpipeline.dask import cluster
+    from mlpipeline.dask.training import refit_on_cluster
+    from mlpipeline.model import refit, thread_count
+    from mlpipeline.training import Target
 
     params = load_params(params_path)
-    target, train = params.featurize.target, params.train
-    columns = train.feature_sets["geometry"]
+    target = Target(params.featurize.target, params.train)  # regression: no classes
+    columns = params.train.feature_sets["geometry"]
     lgb = {
         "objective": "regression",
         "seed": params.seed,
@@ -218,14 +214,12 @@ def fit(params_path: Path, features: Path) -> dict:
         **FIT_PARAMS,
     }
     if params.engine == "dask":
-        with engine.dask_client(params.dask) as client:
+        with cluster.dask_client(params.runtime.dask) as client:
             start = time.perf_counter()
-            refit_on_cluster(
-                client, features / "train.parquet", columns, lgb, FIT_ROUNDS, params, None
-            )
+            refit_on_cluster(client, features / "train.parquet", columns, lgb, FIT_ROUNDS, target)
             return {"fit_seconds": time.perf_counter() - start}
-    frame = pd.read_parquet(features / "train.parquet", columns=[*columns, target])
-    y = learned_target(frame.pop(target), train, None, "training")[1]
+    frame = pd.read_parquet(features / "train.parquet", columns=[*columns, target.name])
+    y = target.learned(frame.pop(target.name), "training")[1]
     start = time.perf_counter()
     refit(frame, y, columns, lgb, FIT_ROUNDS)
     return {"fit_seconds": time.perf_counter() - start}
@@ -240,8 +234,23 @@ def in_memory_mb(data: Path) -> float:
 
 def report(results: dict, sizes: dict[int, float], capped: str) -> str:
     rows = sorted(sizes)
-    small, large = rows[0], rows[-1]
     lines = [
+        *_report_head(sizes, rows),
+        *_step_rows(results, rows),
+        "",
+        "Fit-only seconds (inside the process, data loaded): " + _fit_seconds(results, rows),
+        "",
+        f"`dask, capped`: one LocalCluster worker limited to {capped}, less than the table's "
+        "in-memory size at the largest size. Peak memory counts the stage process (with the "
+        "scheduler) and every worker process.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _report_head(sizes: dict[int, float], rows: list[int]) -> list[str]:
+    """The title, the machine, the table sizes and the table's header."""
+    small, large = rows[0], rows[-1]
+    return [
         "# pandas and Dask engines at scale",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.platform()} · "
@@ -255,9 +264,14 @@ def report(results: dict, sizes: dict[int, float], capped: str) -> str:
         f"| {large // small}x rows: time x / memory x |",
         "|---|---|" + "---|" * (len(rows) + 1),
     ]
+
+
+def _step_rows(results: dict, rows: list[int]) -> list[str]:
+    """One table row per step and run: seconds and peak memory per size, and their growth."""
+    lines = []
     for step in STEPS:
         for label, by_size in results.items():
-            if step not in by_size[small]:
+            if step not in by_size[rows[0]]:
                 continue
             cells = [by_size[n][step] for n in rows]
             shown = [
@@ -272,15 +286,7 @@ def report(results: dict, sizes: dict[int, float], capped: str) -> str:
             )
             growth = f"{time_x:.1f} / {memory_x:.1f}"
             lines.append(f"| {step} | {label} | {' | '.join(shown)} | {growth} |")
-    lines += [
-        "",
-        "Fit-only seconds (inside the process, data loaded): " + _fit_seconds(results, rows),
-        "",
-        f"`dask, capped`: one LocalCluster worker limited to {capped}, less than the table's "
-        "in-memory size at the largest size. Peak memory counts the stage process (with the "
-        "scheduler) and every worker process.",
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _fit_seconds(results: dict, rows: list[int]) -> str:
@@ -325,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = root / f"data-{rows}"
         _run_module("benchmarks.scale_data", "--rows", str(rows), "--out", str(data))
         sizes[rows] = in_memory_mb(data)
-        suite = reference_suite(data, root)
+        suites = reference_suites(data, root)
         chosen = ["capped"] if args.capped_only else args.runs
         runs = {
             "pandas": ("pandas", (0, "auto"), STEPS),
@@ -334,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for label, cluster, steps in (runs[name] for name in chosen):
             engine = label.split(",")[0]
-            results[label][rows] = run_engine(data, rows, engine, cluster, steps, root, suite)
+            results[label][rows] = run_engine(data, rows, engine, cluster, steps, root, suites)
     text = report({k: v for k, v in results.items() if v}, sizes, args.capped_memory)
     args.out.write_text(text)
     print(text)  # noqa: T201 - the benchmark's output

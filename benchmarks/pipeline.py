@@ -58,7 +58,7 @@ HEAVY = (
 NEEDS = {  # the heavy libraries each stage's work uses (MLflow: every stage's run)
     "ingest": {"mlflow"},
     "validate": {"mlflow", "great_expectations", "scipy"},
-    "featurize": {"mlflow"},
+    "featurize": {"mlflow", "great_expectations", "scipy"},  # it checks the features too
     "train": {"mlflow", "lightgbm", "sklearn", "skopt", "scipy"},
     "package": {"mlflow", "lightgbm", "sklearn", "scipy"},
 }
@@ -303,8 +303,8 @@ def threads(workspace: Path, repeat: int) -> dict:
     import lightgbm as lgb
     import pandas as pd
 
-    from stages.features import transform_target
-    from stages.search import thread_count
+    from mlpipeline.features import transform_target
+    from mlpipeline.model import thread_count
 
     summary = json.loads((workspace / "models/lgbm/summary.json").read_text())
     frame = pd.read_parquet(workspace / "data/features/train.parquet")

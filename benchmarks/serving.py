@@ -8,7 +8,7 @@ On the packaged model in ``models/pyfunc`` (run ``dvc repro`` first), in one run
 - **pyfunc**: ``mlflow.pyfunc.load_model(...).predict(rows)`` in this process (request checks,
   featurization, booster, output), on the same rows;
 - **booster**: ``lightgbm.Booster.predict`` on the model's feature matrix built before timing
-  (``stages.features.feature_matrix``, what the packaged model predicts on) — the floor.
+  (``mlpipeline.features.feature_matrix``, what the packaged model predicts on) — the floor.
 
 1-row requests: p50 and p99 latency over ``--requests`` calls (rows drawn from the test split).
 1,000-row requests: rows per second from the median of ``--batches`` calls. Every figure is
@@ -130,27 +130,7 @@ def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) ->
     booster, threads = inner._booster, inner._threads
     bodies_1, bodies_k = [body(r) for r in singles], [body(r) for r in big]
 
-    port = free_port()
-    server = start_server(model_dir, port)
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-        def post(payload: bytes) -> None:
-            connection.request(
-                "POST", "/invocations", payload, {"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise SystemExit(f"server answered {response.status}")
-
-        results = {
-            "server_1": timings(lambda i: post(bodies_1[i]), requests),
-            "server_k": timings(lambda i: post(bodies_k[i]), batches),
-        }
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    results = server_timings(model_dir, (bodies_1, requests), (bodies_k, batches))
     results["pyfunc_1"] = timings(lambda i: model.predict(singles[i]), requests)
     results["pyfunc_k"] = timings(lambda i: model.predict(big[i]), batches)
     results["booster_1"] = timings(
@@ -160,6 +140,38 @@ def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) ->
         lambda i: booster.predict(features_k[i], num_threads=threads), batches
     )
     return results
+
+
+def server_timings(
+    model_dir: Path, singles: tuple[list[bytes], int], batches: tuple[list[bytes], int]
+) -> dict:
+    """Seconds per 1-row and per ``BATCH_ROWS``-row request to the model server, over one
+    kept-open connection: ``(bodies, calls timed)`` of each kind."""
+    (bodies_1, count_1), (bodies_k, count_k) = singles, batches
+    port = free_port()
+    server = start_server(model_dir, port)
+    try:
+        post = poster(http.client.HTTPConnection("127.0.0.1", port, timeout=60))
+        return {
+            "server_1": timings(lambda i: post(bodies_1[i]), count_1),
+            "server_k": timings(lambda i: post(bodies_k[i]), count_k),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def poster(connection: http.client.HTTPConnection) -> Callable[[bytes], None]:
+    """A function that posts a JSON body to ``/invocations`` and reads the whole answer."""
+
+    def post(payload: bytes) -> None:
+        connection.request("POST", "/invocations", payload, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"server answered {response.status}")
+
+    return post
 
 
 PATHS = (

@@ -1,11 +1,12 @@
 """Benchmark the ``validate`` stage: Great Expectations versus the same checks in bare pandas.
 
-Runs the suite (``expectations/raw.json``) through ``stages.validate.run_suite`` and through
-``bare_checks``, a direct pandas/numpy implementation of the same expectations, on the reference
-table and on a table of ``--rows`` rows resampled from it with replacement. Both are timed in the
-same process, ``--repeat`` times each (interleaved), and the medians compared. Every
-expectation's outcome must agree between the two, so the benchmark is also a check that the
-comparison is fair: any disagreement is logged and the exit code is 1.
+Runs the suite (``expectations/raw.json``) through
+``mlpipeline.expectations.validation.run_suite`` and through ``bare_checks``, a direct
+pandas/numpy implementation of the same expectations, on the reference table and on a table of
+``--rows`` rows resampled from it with replacement. Both are timed in the same process,
+``--repeat`` times each (interleaved), and the medians compared. Every expectation's outcome
+must agree between the two, so the benchmark is also a check that the comparison is fair: any
+disagreement is logged and the exit code is 1.
 
     python -m benchmarks.validate [--rows 5000000] [--repeat 3] [--out FILE.md]
 
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.validate import build_report, load_suite, run_suite
+from mlpipeline.expectations.validation import build_report, load_suite, run_suite
 
 log = logging.getLogger(__name__)
 
@@ -523,11 +524,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     reference = load_table(data_path)
     log.info("suite %s: %d expectations", SUITE, len(spec["expectations"]))
     log.info("reference %s: %d rows", data_path, len(reference))
+    imports = import_seconds(args.repeat)
+    measurements = measure_both_tables(reference, suite, spec, args)
 
-    startup = fresh_interpreter_seconds("pass", args.repeat)
-    gx_import = fresh_interpreter_seconds("import great_expectations", args.repeat)
+    context = run_context(spec, (data_path, len(reference)), args, imports)
+    context["Benchmark wall time"] = f"{time.perf_counter() - started:.0f} s"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(measurements, context, argv))
+    log.info("wrote %s", args.out)
+    print(summary_table(measurements))  # noqa: T201 - the benchmark's result
+
+    disagreements = sum(len(m.disagreements) for m in measurements)
+    if disagreements:
+        log.error("%d disagreement(s) between GX and the bare checks (see above)", disagreements)
+        return 1
+    return 0
+
+
+def import_seconds(repeat: int) -> tuple[float, float]:
+    """(interpreter start-up, ``import great_expectations``) in a fresh interpreter, medians."""
+    startup = fresh_interpreter_seconds("pass", repeat)
+    gx_import = fresh_interpreter_seconds("import great_expectations", repeat)
     log.info("import great_expectations: %.2f s (interpreter start-up %.2f s)", gx_import, startup)
+    return startup, gx_import
 
+
+def measure_both_tables(
+    reference: pd.DataFrame, suite: Any, spec: dict[str, Any], args: argparse.Namespace
+) -> list[Measurement]:
+    """An untimed warm-up of each, then the reference table and the resampled one."""
     log.info("warm-up (untimed): one run of each on the reference table")
     run_suite(reference, suite, EXAMPLES)
     bare_checks(reference, spec)
@@ -537,8 +562,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     big = resample(reference, args.rows, args.seed)
     measurements.append(measure("resampled", big, suite, spec, args.repeat))
     del big
+    return measurements
 
-    context = {
+
+def run_context(
+    spec: dict[str, Any],
+    data: tuple[Path, int],
+    args: argparse.Namespace,
+    imports: tuple[float, float],
+) -> dict[str, str]:
+    """Date, machine, versions, suite, data, repeats and import times (``data``: the
+    reference table's path and rows; ``imports``: start-up and GX import seconds)."""
+    (data_path, rows), (startup, gx_import) = data, imports
+    return {
         "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "Platform": (
             f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -551,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{hashlib.sha256(SUITE.read_bytes()).hexdigest()[:12]}"
         ),
         "Data": (
-            f"`{data_path}` ({len(reference):,} rows); resampled with replacement to "
+            f"`{data_path}` ({rows:,} rows); resampled with replacement to "
             f"{args.rows:,} rows, seed {args.seed}"
         ),
         "Repeats": f"{args.repeat} timed runs per table and implementation; medians reported",
@@ -559,18 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{gx_import:.2f} s in a fresh interpreter (`python -c 'import great_expectations'`, "
             f"median of {args.repeat}); interpreter start-up alone {startup:.2f} s"
         ),
-        "Benchmark wall time": f"{time.perf_counter() - started:.0f} s",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(measurements, context, argv))
-    log.info("wrote %s", args.out)
-    print(summary_table(measurements))  # noqa: T201 - the benchmark's result
-
-    disagreements = sum(len(m.disagreements) for m in measurements)
-    if disagreements:
-        log.error("%d disagreement(s) between GX and the bare checks (see above)", disagreements)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

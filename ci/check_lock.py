@@ -9,9 +9,10 @@ which compares the reproduced ``dvc.lock`` with the one committed at ``--rev``, 
 the command, the params and the code exactly; data and model outputs (DVC-cached, not in git)
 by their hashes, exactly. Outputs kept in git (metrics, plot data, reports) are compared by
 content when their hashes differ: text exactly, numbers within a tolerance — relative
-``--rtol`` (default 1e-6) of the larger value, or one unit in the last digit the files write
-(the finer of the two), whichever is larger — because another CPU may change a float sum's
-last bit, and a value printed to six digits then flips its sixth. A difference names the
+``--rtol`` (default 1e-6) of the larger value or, in CSV and text written to a fixed number of
+digits, one unit in the last digit written (the finer of the two), whichever is larger —
+because another CPU may change a float sum's last bit, and a value printed to six digits then
+flips its sixth. A difference names the
 stage, the file, the key (JSON), the row and column (CSV) or the line, and both values.
 
 ``--ignore`` leaves out outputs that depend on the environment that built them (default: the
@@ -53,13 +54,15 @@ def last_digit(text: str) -> float:
     return 10.0 ** (int(exponent or 0) - decimals)
 
 
-def numbers_close(old: str, new: str, rtol: float) -> bool:
-    """Two written numbers are the same within ``rtol``, or one unit in the last digit they
-    are written to (the finer of the two: ``%g`` drops trailing zeros)."""
+def numbers_close(old: str, new: str, rtol: float, rounded: bool = True) -> bool:
+    """Two written numbers are the same within ``rtol``, or (``rounded``: written to a fixed
+    number of digits) one unit in the last digit they are written to (the finer of the two:
+    ``%g`` drops trailing zeros)."""
     a, b = float(old), float(new)
     if a == b or (math.isnan(a) and math.isnan(b)):
         return True
-    allowed = max(rtol * max(abs(a), abs(b)), min(last_digit(old), last_digit(new)))
+    written = min(last_digit(old), last_digit(new)) if rounded else 0.0
+    allowed = max(rtol * max(abs(a), abs(b)), written)
     return abs(a - b) <= allowed * (1 + 1e-9)  # the subtraction's own rounding
 
 
@@ -83,7 +86,7 @@ def json_differences(old: Any, new: Any, rtol: float, key: str = "") -> Iterator
         for index, (a, b) in enumerate(zip(old, new, strict=True)):
             yield from json_differences(a, b, rtol, f"{key}[{index}]")
     elif _numeric(old) and _numeric(new) and isinstance(old, float) | isinstance(new, float):
-        if not numbers_close(repr(old), repr(new), rtol):
+        if not numbers_close(repr(old), repr(new), rtol, rounded=False):  # JSON: every digit
             yield f"{key or '(value)'}: {old!r} -> {new!r}"
     elif old != new:
         yield f"{key or '(value)'}: {old!r} -> {new!r}"

@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny in-memory frames shaped like the default data, and a throwaway
-MLflow store so no test writes to the repository's own ``mlflow.db``."""
+"""Shared fixtures (tiny in-memory frames, a throwaway MLflow store so no test writes to the
+repository's own ``mlflow.db``) and the test layers: every test under ``tests/integration``
+is marked ``integration`` here, so none can forget the marker."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+INTEGRATION = REPO / "tests" / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests by folder: ``pytest -m "not integration"`` runs no pipeline."""
+    for item in items:
+        if INTEGRATION in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ and small tables."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,13 @@ def make_params(
             "categorical": categorical or [],
             "stratify": task != "regression",
         },
+        "runtime": {"num_threads": 1, "search_jobs": 1},
         "train": {
             "task": task,
-            "num_threads": 1,
             "feature_sets": {"all": features},
             "search": {
                 "n_calls": 2,
                 "n_initial_points": 2,
-                "n_jobs": 1,
                 "max_rounds": 50,
                 "space": {"num_leaves": {"type": "integer", "low": 7, "high": 31}},
             },
@@ -68,3 +69,20 @@ def regression_table(rows: int = 200, seed: int = 0) -> pd.DataFrame:
     kind = rng.choice(["low", "mid", "high"], rows)
     shift = pd.Series(kind).map({"low": 0.0, "mid": 5.0, "high": 10.0}).to_numpy()
     return pd.DataFrame({"a": a, "kind": kind, "y": 3 * a + shift + rng.normal(0, 0.5, rows)})
+
+
+def copy_repository(dest: Path) -> Path:
+    """The repository's files as they are now — tracked, and new ones git does not ignore —
+    copied to ``dest``: no outputs, caches or tracking store."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name in filter(None, listed.stdout.split("\0")):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest

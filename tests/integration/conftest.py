@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.pipeline import copy_repository
+from tests.helpers import copy_repository
 
 BIN = Path(sys.executable).parent
-STAGES = ["ingest", "validate raw", "featurize", "validate features", "train", "package"]
+STAGES = ["ingest", "validate", "featurize", "train", "package"]
 
 
 def env() -> dict[str, str]:

@@ -39,7 +39,7 @@ def decision(repo: Path) -> dict:
 
 
 def registry(repo: Path, *args: str) -> str:
-    return run(["python", "-m", "stages.registry", *args], repo).stdout
+    return run(["python", "-m", "mlpipeline", "registry", *args], repo).stdout
 
 
 def test_the_first_model_is_champion_with_its_lineage(registry_repo):
@@ -111,7 +111,7 @@ def test_batch_scoring_uses_the_champion_and_validates_first(registry_repo, tmp_
     rows = pd.read_parquet(registry_repo / "data/raw/data.parquet").sample(300, random_state=1)
     rows.to_csv(tmp_path / "rows.csv", index=False)
     out = tmp_path / "scored.parquet"
-    predict = ["python", "-m", "stages.predict", "--input", str(tmp_path / "rows.csv")]
+    predict = ["python", "-m", "mlpipeline", "predict", "--input", str(tmp_path / "rows.csv")]
     run([*predict, "--output", str(out)], registry_repo)
     scored = pd.read_parquet(out)
     assert len(scored) == 300 and scored["prediction"].between(100, 50000).all()
@@ -122,7 +122,8 @@ def test_batch_scoring_uses_the_champion_and_validates_first(registry_repo, tmp_
         [
             "python",
             "-m",
-            "stages.predict",
+            "mlpipeline",
+            "predict",
             "--input",
             str(tmp_path / "broken.csv"),
             "--output",

@@ -1,6 +1,6 @@
 """A user's classification table through the whole pipeline, by params changes only.
 
-The steps are the README's "Bring your own data": point params at the file, build the two
+The steps are docs/your-data.md: point params at the file, build the two
 suites from it with ``build-suite``, ``dvc repro``. No file under ``stages/`` changes.
 """
 
@@ -81,20 +81,11 @@ def classified(request, tmp_path_factory):
     loans(3000, CLASSES[task]).to_csv(repo / "data" / "external" / "loans.csv", index=False)
     set_params(repo, use_loans(task))
     git_commit(repo, "loans")
-    build = ["python", "-m", "stages.validate", "build-suite"]
+    build = ["python", "-m", "mlpipeline", "build-suite"]
     run(["dvc", "repro", "ingest"], repo)
     run([*build, "--reference", "data/raw/data.parquet", "--out", "expectations/loans.json"], repo)
-    run(["dvc", "repro", "featurize"], repo)
-    references = ["train=data/features/train.parquet", "test=data/features/test.parquet"]
-    run(
-        [
-            *build,
-            *(f"--reference={r}" for r in references),
-            "--out",
-            "expectations/loans_features.json",
-        ],
-        repo,
-    )
+    features = ["--featurize", "--reference", "data/raw/data.parquet"]
+    run([*build, *features, "--out", "expectations/loans_features.json"], repo)
     run(["dvc", "repro"], repo)
     return task, repo
 
@@ -154,13 +145,14 @@ def test_monitor_compares_predicted_class_frequencies(classified, tmp_path):
     task, repo = classified
     batch = loans(1500, CLASSES[task], seed=5)
     batch.to_csv(tmp_path / "same.csv", index=False)
-    done = run(["python", "-m", "stages.monitor", str(tmp_path / "same.csv")], repo, check=False)
+    monitor = ["python", "-m", "mlpipeline", "monitor"]
+    done = run([*monitor, str(tmp_path / "same.csv")], repo, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads((repo / "reports" / "monitor" / "same.json").read_text())
     assert report["predictions"]["psi"] < 0.1
     rich = batch[batch["debt"] < 0.2 * batch["income"]]  # applicants who all look alike
     rich.to_csv(tmp_path / "rich.csv", index=False)
-    done = run(["python", "-m", "stages.monitor", str(tmp_path / "rich.csv")], repo, check=False)
+    done = run([*monitor, str(tmp_path / "rich.csv")], repo, check=False)
     assert done.returncode == 1, done.stderr
     report = json.loads((repo / "reports" / "monitor" / "rich.json").read_text())
     assert report["predictions"]["drifted"]

@@ -1,7 +1,7 @@
 """``engine: dask``: the same pipeline, partition by partition on a LocalCluster, against the
 pandas run of the session's ``pipeline`` fixture (same params otherwise).
 
-Tolerance (README, "Beyond one machine"): the data, the validation verdicts, the cleaning
+Tolerance (docs/scale.md): the data, the validation verdicts, the cleaning
 counts and the train/test rows are identical; metrics differ only because the rows reach
 LightGBM in another order (other CV folds) and the refit is distributed — test and CV RMSE,
 MAE and MAPE within 3% (relative), R^2 within 0.003.
@@ -32,7 +32,7 @@ def dask_pipeline(pipeline: Path, tmp_path_factory) -> Path:
 
     def use_dask(p: dict) -> None:
         p["engine"] = "dask"
-        p["dask"]["blocksize"] = "1MiB"  # the default table in several partitions
+        p["ingest"]["blocksize"] = "1MiB"  # the default table in several partitions
 
     set_params(repo, use_dask)
     git_commit(repo, "engine: dask")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 # One LightGBM thread and one search process per experiment: two experiments at once then
 # use the two cores without oversubscribing them.
-LIGHT = ["-S", "train.num_threads=1", "-S", "train.search.n_jobs=1"]
+LIGHT = ["-S", "runtime.num_threads=1", "-S", "runtime.search_jobs=1"]
 PROJECT_RUN = ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", "dvc-pipeline"]
 PROJECT_RUN += ["-P", "n_calls=2", "-P", "n_jobs=1", "-P", "name=from-mlflow"]
 

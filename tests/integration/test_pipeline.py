@@ -65,11 +65,11 @@ def test_mlflow_has_a_run_per_stage_under_one_parent(pipeline):
         assert stage_run.data.params, stage_run.data.tags["pipeline.stage"]
         assert len(stage_run.data.tags["git.commit"]) == 40
     assert stages["train"].data.metrics["test.r2"] > 0.95
-    assert stages["validate raw"].data.metrics["critical_failures"] == 0
+    assert stages["validate"].data.metrics["critical_failures"] == 0
     assert stages["featurize"].data.tags["data.raw.md5"] == _lock_md5(
         pipeline, "data/raw/data.parquet"
     )
-    artifacts = {a.path for a in client.list_artifacts(stages["validate raw"].info.run_id)}
+    artifacts = {a.path for a in client.list_artifacts(stages["validate"].info.run_id)}
     assert {"raw.json", "raw.html"} <= artifacts
     train_id = stages["train"].info.run_id
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_id]
@@ -146,23 +146,19 @@ def test_push_and_pull_through_the_default_remote(pipeline):
 def test_rebuilding_the_suites_reproduces_the_committed_files(pipeline, suite, tmp_path):
     sources = {
         "raw": ["--reference", "data/raw/data.parquet"],
-        "features": [
-            "--reference",
-            "train=data/features/train.parquet",
-            "--reference",
-            "test=data/features/test.parquet",
-        ],
+        "features": ["--featurize", "--reference", "data/raw/data.parquet"],
     }[suite]
     out = tmp_path / f"{suite}.json"
     run(
-        [str(BIN / "python"), "-m", "stages.validate", "build-suite", *sources, "--out", str(out)],
+        [str(BIN / "python"), "-m", "mlpipeline", "build-suite", *sources, "--out", str(out)],
         pipeline,
     )
     assert out.read_bytes() == (pipeline / "expectations" / f"{suite}.json").read_bytes()
 
 
 def _monitor(pipeline: Path, batch: Path) -> subprocess.CompletedProcess:
-    return run([str(BIN / "python"), "-m", "stages.monitor", str(batch)], pipeline, check=False)
+    command = [str(BIN / "python"), "-m", "mlpipeline", "monitor", str(batch)]
+    return run(command, pipeline, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,8 @@ pytestmark = pytest.mark.integration
 
 def _params(pipeline: Path, folder: Path, n_jobs: int) -> Path:
     params = yaml.safe_load((pipeline / "params.yaml").read_text())
-    params["train"]["search"].update(
-        n_calls=6, n_initial_points=2, batch_size=2, n_jobs=n_jobs, max_rounds=150
-    )
+    params["train"]["search"].update(n_calls=6, n_initial_points=2, batch_size=2, max_rounds=150)
+    params["runtime"]["search_jobs"] = n_jobs
     path = folder / f"params_{n_jobs}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.features import (
+from mlpipeline.features import (
     FeatureError,
     FeatureSpec,
     build_features,

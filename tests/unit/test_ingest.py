@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stages.errors import StageError
-from stages.ingest import describe, read_table, resolve_source, source_format
+from mlpipeline.errors import PipelineError
+from mlpipeline.io import describe, read_table, resolve_source, source_format
 
 
 def test_package_source_resolves_to_the_shipped_file():
@@ -23,7 +23,7 @@ def test_package_source_resolves_to_the_shipped_file():
     ],
 )
 def test_bad_package_sources_are_named(source, message):
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(PipelineError, match=message):
         resolve_source(source)
 
 
@@ -65,13 +65,13 @@ def test_read_table_round_trips(tmp_path, raw_frame, fmt):
 def test_broken_files_give_a_short_error(tmp_path, content, fmt, message):
     path = tmp_path / f"broken.{fmt}"
     path.write_bytes(content)
-    with pytest.raises(StageError, match=message) as err:
+    with pytest.raises(PipelineError, match=message) as err:
         read_table(str(path), fmt, {})
     assert str(path) in str(err.value)
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(StageError, match="not found"):
+    with pytest.raises(PipelineError, match="not found"):
         read_table(str(tmp_path / "nope.csv"), "csv", {})
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.metrics import (
+from mlpipeline.metrics import (
     classification_metrics,
     precision_recall_frame,
     regression_metrics,

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from stages.params import GateParams
-from stages.registry import (
+from mlpipeline.config import GateParams
+from mlpipeline.registry import (
     SPLIT_DEFINITION_TAG,
     SPLIT_TAG,
     better,
@@ -80,12 +80,12 @@ def test_the_decision_names_its_metric(metric):
     assert decision.metric == metric and decision.challenger == {"r2": 0.95, "rmse": 500}[metric]
 
 
-def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_store):
+def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_store, tmp_path):
     import mlflow
 
-    from stages.package import judge
-    from stages.params import load_params
-    from tests.conftest import REPO
+    from mlpipeline.config import load_params
+    from mlpipeline.packaging import judge
+    from tests.helpers import make_params, write_params
 
     split = {"seed": 42, "test_size": 0.2}
 
@@ -94,7 +94,9 @@ def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_st
             return SimpleNamespace(version="1", tags={SPLIT_TAG: split_digest(split)})
 
     mlflow.set_tracking_uri(mlflow_store)
-    params = load_params(REPO / "params.yaml")
+    built = make_params("t.csv", "y", ["a"])
+    built["package"]["gate"]["thresholds"] = {"r2": 0.95}
+    params = load_params(write_params(tmp_path / "params.yaml", built))
     scores = {"rmse": 500.0, "r2": 0.97, "mape": 5.0}
     decision = judge(Client(), "m", "2", scores, (), params, split)
     assert not decision.promote and decision.champion_version == "1"
@@ -104,7 +106,7 @@ def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_st
 
 
 def _featurize(**changes):
-    from stages.params import FeaturizeParams
+    from mlpipeline.config import FeaturizeParams
 
     return FeaturizeParams(target="y", **changes)
 

@@ -3,21 +3,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.errors import StageError
-from stages.params import TrainParams
-from stages.search import (
+from mlpipeline.config import TrainParams
+from mlpipeline.errors import PipelineError
+from mlpipeline.model import CrossValidator, feature_columns, loss, model_params
+from mlpipeline.search import (
     BestModels,
     Checkpoint,
-    CrossValidator,
     ask_batch,
     best_trial,
     checkpoint_key,
-    feature_columns,
     history_frame,
-    lgb_params,
-    loss,
+    portable_point,
     run_search,
     skopt_space,
+    trial_runner,
     worker_plan,
 )
 
@@ -27,7 +26,6 @@ def train_params(task: str = "regression", **search) -> TrainParams:
         {
             "task": task,
             "target_transform": "log1p" if task == "regression" else "none",
-            "num_threads": 1,
             "feature_sets": {"all": ["carat", "cut", "noise"], "carat": ["carat"]},
             "search": {
                 "n_calls": 4,
@@ -53,17 +51,16 @@ def train_params(task: str = "regression", **search) -> TrainParams:
     )
 
 
-def _search(data, params, checkpoint=None, threads=1, seen=None):
+def search(frame, y, params, jobs=1, checkpoint=None, on_trial=lambda t: None, kept=None):
+    """The search with seed 7, its trials in ``jobs`` processes of one LightGBM thread."""
+    runner = trial_runner(frame, y, params, 7, jobs, 1)
+    return run_search(runner, params.search, 7, checkpoint, on_trial, kept)
+
+
+def _search(data, params, checkpoint=None, jobs=1, seen=None):
     frame, price = data
-    return run_search(
-        frame,
-        np.log1p(price),
-        params,
-        7,
-        threads,
-        checkpoint,
-        on_trial=(seen.append if seen is not None else lambda t: None),
-    )
+    on_trial = seen.append if seen is not None else lambda t: None
+    return search(frame, np.log1p(price), params, jobs, checkpoint, on_trial)
 
 
 def _outcome(trials):
@@ -83,24 +80,25 @@ def test_space_follows_params_types_and_priors():
     assert type(dims[3]).__name__ == "Categorical"
 
 
-def test_lgb_params_set_threads_seed_and_drop_the_feature_set():
-    params = lgb_params({"num_leaves": 7, "feature_set": "all"}, train_params(), seed=3, threads=2)
+def test_model_params_set_threads_seed_and_drop_the_feature_set():
+    params = model_params(
+        {"num_leaves": 7, "feature_set": "all"}, train_params(), seed=3, threads=2
+    )
     assert params["num_leaves"] == 7 and params["seed"] == 3 and params["num_threads"] == 2
     assert params["deterministic"] is True
     assert "feature_set" not in params
 
 
 @pytest.mark.parametrize(
-    ("n_jobs", "batch", "cores", "plan"),
+    ("jobs", "batch", "cores", "plan"),
     [(0, 2, 2, (2, 1)), (1, 2, 2, (1, 2)), (0, 1, 2, (1, 2)), (4, 4, 2, (2, 1)), (0, 4, 8, (4, 2))],
 )
-def test_workers_times_threads_never_exceed_the_cores(n_jobs, batch, cores, plan):
-    search = train_params(n_jobs=n_jobs, batch_size=batch).search
-    assert worker_plan(search, cores) == plan
+def test_workers_times_threads_never_exceed_the_cores(jobs, batch, cores, plan):
+    assert worker_plan(batch, jobs, cores) == plan
 
 
 def test_unknown_feature_in_a_set_is_named():
-    with pytest.raises(StageError, match=r"feature_sets\.all names columns .*\['noise'\]"):
+    with pytest.raises(PipelineError, match=r"feature_sets\.all names columns .*\['noise'\]"):
         feature_columns(train_params(), {"feature_set": "all"}, ["carat", "cut"])
 
 
@@ -117,8 +115,8 @@ def test_search_is_deterministic_and_logs_every_trial(synthetic_regression):
 
 
 def test_parallel_workers_give_the_same_result(synthetic_regression):
-    serial = _search(synthetic_regression, train_params(n_jobs=1), threads=2)
-    parallel = _search(synthetic_regression, train_params(n_jobs=2), threads=2)
+    serial = _search(synthetic_regression, train_params(), jobs=1)
+    parallel = _search(synthetic_regression, train_params(), jobs=2)
     assert _outcome(serial) == _outcome(parallel)
 
 
@@ -137,9 +135,9 @@ def test_a_resumed_search_reuses_finished_trials_and_ends_the_same(synthetic_reg
     assert [list(t.point) for t in resumed] == [list(t.point) for t in whole]
 
 
-def test_checkpoint_key_ignores_n_jobs_but_not_the_space():
+def test_checkpoint_key_follows_the_space_seed_and_data():
     base = checkpoint_key(train_params(), 1, "d")
-    assert checkpoint_key(train_params(n_jobs=2), 1, "d") == base
+    assert checkpoint_key(train_params(), 1, "d") == base
     assert checkpoint_key(train_params(n_calls=5), 1, "d") != base
     assert checkpoint_key(train_params(), 2, "d") != base
     assert checkpoint_key(train_params(), 1, "e") != base
@@ -155,12 +153,12 @@ def test_out_of_fold_predictions_cover_every_row(synthetic_regression):
     assert oof.shape == (len(frame),) and np.isfinite(oof).all()
 
 
-@pytest.mark.parametrize("threads", [1, 2], ids=["in process", "two workers"])
-def test_the_search_keeps_the_best_trials_fold_models(synthetic_regression, threads):
+@pytest.mark.parametrize("jobs", [1, 2], ids=["in process", "two workers"])
+def test_the_search_keeps_the_best_trials_fold_models(synthetic_regression, jobs):
     frame, price = synthetic_regression
     params, y = train_params(), np.log1p(price)
     kept = BestModels()
-    trials = run_search(frame, y, params, 7, threads, kept=kept)
+    trials = search(frame, y, params, jobs, kept=kept)
     best = best_trial(trials)
     assert kept.number == best.number and kept.score == best.score
     cv = CrossValidator(frame, y, params, 7, 1)
@@ -177,7 +175,7 @@ def test_a_best_trial_replayed_from_a_checkpoint_has_no_kept_models(tmp_path, sy
     kept = BestModels()
     frame, price = synthetic_regression
     checkpoint = Checkpoint(tmp_path / "c.jsonl")
-    trials = run_search(frame, np.log1p(price), params, 7, 1, checkpoint, kept=kept)
+    trials = search(frame, np.log1p(price), params, 1, checkpoint, kept=kept)
     assert all(t.reused for t in trials)
     assert kept.number == best_trial(trials).number and kept.boosters(best_trial(trials)) is None
 
@@ -187,7 +185,7 @@ def test_classification_search_uses_stratified_folds_and_log_loss(synthetic_clas
     frame, size = synthetic_classes
     labels = (size > 0).astype(int) if task == "binary" else size
     params = train_params(task)
-    trials = run_search(frame, labels, params, 7, 1)
+    trials = search(frame, labels, params)
     assert params.search.metric == ("binary_logloss" if task == "binary" else "multi_logloss")
     assert 0 < best_trial(trials).score < 0.5  # far below a coin's log loss (0.69)
     cv = CrossValidator(frame, labels, params, 7, 1)
@@ -198,7 +196,7 @@ def test_classification_search_uses_stratified_folds_and_log_loss(synthetic_clas
     _, _, _, boosters = cv.evaluate(best.point)
     oof = cv.out_of_fold(best.point, boosters.boosters, best.best_iteration)
     assert oof.shape == ((len(frame),) if task == "binary" else (len(frame), 3))
-    assert lgb_params(best.point, params, 7, 1, cv.num_class).get("num_class") == (
+    assert model_params(best.point, params, 7, 1, cv.num_class).get("num_class") == (
         3 if task == "multiclass" else None
     )
 
@@ -206,7 +204,7 @@ def test_classification_search_uses_stratified_folds_and_log_loss(synthetic_clas
 def test_auc_is_maximised_as_a_negated_loss(synthetic_classes):
     frame, size = synthetic_classes
     labels = (size > 0).astype(int)
-    trials = run_search(frame, labels, train_params("binary", metric="auc"), 7, 1)
+    trials = search(frame, labels, train_params("binary", metric="auc"))
     assert all(-1 <= t.score < -0.9 for t in trials)  # an AUC above 0.9, negated
     assert loss("auc", loss("auc", 0.95)) == 0.95 and loss("rmse", 0.3) == 0.3
 
@@ -230,3 +228,13 @@ def test_ask_batch_gives_the_points_of_scikit_optimizes_batch_ask(size):
         assert asked == (theirs.ask(n_points=size) if size > 1 else [theirs.ask()])
         ours.tell(asked, [0.5 + i for i in range(size)])
         theirs.tell(asked, [0.5 + i for i in range(size)])
+
+
+def test_proposed_points_are_rounded_to_six_digits_within_bounds():
+    """Other CPUs' SIMD code changes the optimizer's proposals in the last bits: rounded, every
+    machine evaluates the same point."""
+    dims = skopt_space(train_params().search)
+    point = portable_point(dims, [0.0673058153356468, 12, 7, "all"])
+    assert point == [0.0673058, 12, 7, "all"]
+    assert portable_point(dims, [0.29999999999, 12, 7, "all"])[0] == 0.3  # the high bound
+    assert portable_point(dims, [0.0500000001, 4, 5, "carat"])[0] == 0.05

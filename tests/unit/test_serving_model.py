@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from stages.features import FeatureSpec
+from mlpipeline.features import FeatureSpec
 from tests.unit.test_features import SPEC, _booster_on_frame
 
 
 def test_a_booster_that_does_not_match_the_feature_spec_is_refused_at_load():
-    from stages.serving import check_encoding
+    from mlpipeline.serving import check_encoding
 
     booster = _booster_on_frame(SPEC)
     check_encoding(booster, SPEC)  # the spec it was trained with
@@ -16,3 +16,18 @@ def test_a_booster_that_does_not_match_the_feature_spec_is_refused_at_load():
     for spec in (reordered, other_levels):
         with pytest.raises(ValueError, match="do not match the feature spec"):
             check_encoding(booster, spec)
+
+
+def test_the_served_model_imports_the_featurization_under_its_shipped_name():
+    import ast
+
+    from mlpipeline import serving
+    from mlpipeline.names import SHIPPED_FEATURES
+
+    tree = ast.parse(open(serving.__file__).read())  # noqa: SIM115 - the file, not the module
+    names = {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+    }
+    assert names["FEATURES_MODULE"] == SHIPPED_FEATURES

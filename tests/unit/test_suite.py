@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.params import SuiteBuildParams
-from stages.suite import build_suite, to_json
-from stages.validate import build_report, parse_suite, run_suite
+from mlpipeline.config import SuiteBuildParams
+from mlpipeline.expectations.suite import build_suite, to_json
+from mlpipeline.expectations.validation import build_report, parse_suite, run_suite
 
 BUILD = SuiteBuildParams(positive=["x"], bins=5, kl_threshold=0.05)
 

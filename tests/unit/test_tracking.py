@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from stages.files import file_md5
-from stages.tracking import (
+from mlpipeline.io import file_md5
+from mlpipeline.tracking import (
     EXECUTION_TAG,
     STAGE_TAG,
     artifact_location,
@@ -66,7 +66,9 @@ def test_stage_runs_share_a_parent_and_carry_lineage(
     with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}, in_process=in_process) as run:
         run.log_metrics({"m": {"n": 2.5}, "label": "not a number"})
         run.log_series({"trial.score": [3.0, 1.0]})
-        run.log_child("trial 0", {"lr": 0.1}, {"cv_score": 0.5}, {"trial.number": 0})
+        run.log_child(
+            {"name": "trial 0", "params": {"lr": 0.1}, "metrics": {"cv_score": 0.5}, "tags": {}}
+        )
     with stage_run("second", {"c": 2}, inputs={}):
         pass
 
@@ -104,7 +106,7 @@ def test_with_tracking_off_a_stage_logs_nothing(mlflow_store, tmp_path, monkeypa
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
     with stage_run("quiet", {"a": 1}, inputs={}) as run:
         run.log_metrics({"rmse": 1.0})
-        run.log_child("trial-0", {"b": 2}, {"score": 0.5}, {})
+        run.log_child({"name": "trial-0", "params": {"b": 2}, "metrics": {"score": 0.5}})
         run.log_artifact(tmp_path)
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -133,15 +135,15 @@ def test_a_stage_whose_tracking_process_dies_fails_with_the_reason(mlflow_store)
     from concurrent.futures.process import BrokenProcessPool
 
     with pytest.raises(BrokenProcessPool), stage_run("killed", {}, inputs={}) as run:
-        for pid in list(run._pool._processes):  # the helper, killed as the OOM killer would
+        for pid in list(run._executor._processes):  # the helper, killed as the OOM killer would
             os.kill(pid, signal.SIGKILL)
 
 
 def test_the_tracking_helper_runs_at_a_lower_cpu_priority_than_the_stage(mlflow_store):
     import os
 
-    from stages.tracking import HELPER_NICENESS
+    from mlpipeline.tracking import HELPER_NICENESS
 
     with stage_run("polite", {}, inputs={}) as run:
-        helper = run._pool.submit(os.nice, 0).result()  # os.nice(0) reads the niceness
+        helper = run._executor.submit(os.nice, 0).result()  # os.nice(0) reads the niceness
     assert helper == min(19, os.nice(0) + HELPER_NICENESS)

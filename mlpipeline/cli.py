@@ -1,0 +1,31 @@
+"""What every stage's and command's ``main`` shares: logging set-up and clean exits on
+expected errors (a message and an exit code, never a traceback)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from mlpipeline.errors import PipelineError
+
+NOISY_LOGGERS = ("great_expectations", "alembic", "numexpr")
+
+
+def run(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
+) -> int:
+    """Run a ``main``; an expected error becomes one readable line and its exit code."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return main(argv) or 0
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's final word
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)  # noqa: T201
+        return 130

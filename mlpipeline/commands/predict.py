@@ -1,0 +1,93 @@
+"""``python -m mlpipeline predict --input rows.csv --output scored.parquet``: batch scoring.
+
+The input (CSV or Parquet: a path, URL or ``package://``) is first checked against the raw
+suite, without its row-count and target checks, as ``monitor`` does; a target column,
+if present, is kept in the output and not used. A batch that breaks a critical check other
+than a distribution check (a missing column, a wrong type, a forbidden value) is refused with
+the table of findings and exit code 2; drifted distributions are reported and scoring goes on
+(``python -m mlpipeline monitor`` writes the drift report). The rows are then scored with the
+registered champion — or ``--version N``, or any MLflow model URI given with ``--model`` — in
+chunks of ``package.max_batch_rows``, and written atomically to Parquet: the input columns plus
+``prediction`` (and, for classification, one ``probability_<class>`` column per class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.config import load_params
+from mlpipeline.errors import PipelineError
+from mlpipeline.expectations.validation import findings, format_table
+from mlpipeline.io import write_parquet
+from mlpipeline.monitoring import INVALID, check_batch, read_batch, verdict
+from mlpipeline.names import CHAMPION
+from mlpipeline.tracking import connect, repo_root
+
+log = logging.getLogger(__name__)
+
+
+def model_uri(name: str, version: str | None, uri: str | None) -> str:
+    if uri:
+        return uri
+    return f"models:/{name}/{version}" if version else f"models:/{name}@{CHAMPION}"
+
+
+def score(model, rows: pd.DataFrame, chunk: int) -> pd.DataFrame:
+    """The model's predictions for every row, ``chunk`` rows per call."""
+    parts = []
+    for start in range(0, len(rows), chunk):
+        output = model.predict(rows.iloc[start : start + chunk])
+        if not isinstance(output, pd.DataFrame):
+            output = pd.DataFrame({"prediction": np.asarray(output)})
+        parts.append(output)
+    return pd.concat(parts, ignore_index=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mlpipeline predict", description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--input", required=True, help="CSV or Parquet rows to score")
+    parser.add_argument("--output", type=Path, required=True, help="Parquet file to write")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", help="registered version (default: the champion)")
+    which.add_argument("--model", help="any MLflow model URI, e.g. models/pyfunc")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    args = parse_args(argv)
+    params = load_params(args.params)
+    target = params.featurize.target
+    rows = read_batch(args.input)
+    inputs = rows.drop(columns=[target], errors="ignore")  # a labelled file may be scored too
+    validation = check_batch(
+        inputs, params.validate_.suite, target, params.validate_.result_examples
+    )
+    code, named = verdict(validation, [])
+    if code == INVALID or named:
+        print(format_table(findings(validation)), file=sys.stderr)  # noqa: T201 - the findings
+    if code == INVALID:
+        raise PipelineError(
+            f"predict: {args.input} is not valid input: {', '.join(named)}", exit_code=INVALID
+        )
+    connect(repo_root())
+    uri = model_uri(params.package.model_name, args.version, args.model)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+        predictions = score(model, inputs, params.package.max_batch_rows)
+    except MlflowException as exc:
+        raise PipelineError(f"predict: {uri}: {exc.message}", exit_code=INVALID) from exc
+    out = pd.concat([rows.reset_index(drop=True), predictions], axis=1)
+    write_parquet(out, args.output)
+    log.info("scored %d rows of %s with %s into %s", len(out), args.input, uri, args.output)
+    return 0

@@ -1,0 +1,368 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage loads the whole file, so a misspelled key anywhere stops the first stage that
+runs (``dvc exp run -S`` silently adds unknown keys). Each stage then reads only its keys.
+The ``runtime`` section says how the pipeline runs (threads, processes, the Dask cluster):
+it never changes a result, so no stage lists it as a DVC param.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlpipeline.errors import PipelineError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestParams(_Section):
+    source: str = Field(
+        description="'package://<package>/<path>' for a data file shipped in an installed "
+        "package, or a local path / URL to a CSV or Parquet file."
+    )
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    read_options: dict[str, Any] = Field(default_factory=dict)
+    blocksize: str = "64MiB"  # engine: dask — partition size, as bytes of the source file
+
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class SuiteBuildParams(_Section):
+    """Thresholds of ``python -m mlpipeline build-suite``."""
+
+    range_margin: Annotated[float, Field(ge=0)] = 0.5
+    row_count_range: tuple[Fraction, Annotated[float, Field(ge=1)]] = (0.5, 2.0)
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    kl_threshold: Annotated[float, Field(gt=0)] = 0.05
+    tail_weight: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    max_categories: Annotated[int, Field(ge=1)] = 50
+    positive: list[str] = Field(default_factory=list)
+    positive_tolerance: Fraction = 0.001
+    duplicate_tolerance: Fraction | None = 0.01
+
+
+class ValidateParams(_Section):
+    suite: str
+    features_suite: str
+    result_examples: Annotated[int, Field(ge=0, le=100)] = 5
+    build: SuiteBuildParams = Field(default_factory=SuiteBuildParams)
+
+
+class FeaturizeParams(_Section):
+    target: str
+    categorical: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+    drop_duplicates: bool = True
+    row_filters: list[str] = Field(default_factory=list)
+    derived: dict[str, str] = Field(default_factory=dict)
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    stratify: bool = False  # keep the target's class proportions in both parts
+
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> FeaturizeParams:
+        if self.target in self.categorical or self.target in self.drop:
+            raise ValueError(f"target '{self.target}' is also listed in categorical or drop")
+        clash = set(self.derived) & ({self.target} | set(self.categorical))
+        if clash:
+            raise ValueError(f"derived feature names clash with input columns: {sorted(clash)}")
+        return self
+
+
+class IntegerDim(_Section):
+    type: Literal["integer"]
+    low: int
+    high: int
+    prior: Literal["uniform", "log-uniform"] = "uniform"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntegerDim:
+        _check_bounds(self.low, self.high, self.prior)
+        return self
+
+
+class RealDim(_Section):
+    type: Literal["real"]
+    low: float
+    high: float
+    prior: Literal["uniform", "log-uniform"] = "uniform"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RealDim:
+        _check_bounds(self.low, self.high, self.prior)
+        return self
+
+
+class CategoricalDim(_Section):
+    type: Literal["categorical"]
+    categories: Annotated[list[str | int | float | bool], Field(min_length=1)]
+
+
+Dimension = Annotated[IntegerDim | RealDim | CategoricalDim, Field(discriminator="type")]
+
+
+def _check_bounds(low: float, high: float, prior: str) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"low ({low}) must be below high ({high})")
+    if prior == "log-uniform" and low <= 0:
+        raise ValueError(f"a log-uniform prior needs low > 0, got {low}")
+
+
+Task = Literal["regression", "binary", "multiclass"]
+AUTO = "auto"
+
+# LightGBM objectives and search metrics that fit each task; the first is the default ("auto").
+OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "regression": (
+        "regression",
+        "regression_l1",
+        "huber",
+        "fair",
+        "poisson",
+        "quantile",
+        "mape",
+        "gamma",
+        "tweedie",
+    ),
+    "binary": ("binary", "cross_entropy"),
+    "multiclass": ("multiclass", "multiclassova"),
+}
+SEARCH_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("rmse", "l2", "l1", "huber", "mape"),
+    "binary": ("binary_logloss", "auc", "average_precision", "binary_error"),
+    "multiclass": ("multi_logloss", "multi_error", "auc_mu"),
+}
+HIGHER_IS_BETTER = frozenset({"auc", "average_precision", "auc_mu"})
+
+
+class SearchParams(_Section):
+    n_calls: Annotated[int, Field(ge=1)]
+    n_initial_points: Annotated[int, Field(ge=1)]
+    batch_size: Annotated[int, Field(ge=1)] = 2
+    acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
+    cv_folds: Annotated[int, Field(ge=2)] = 3
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
+    max_rounds: Annotated[int, Field(ge=1)] = 1000
+    metric: str = AUTO  # resolved per task by TrainParams; see SEARCH_METRICS
+    space: dict[str, Dimension]
+
+
+class TrainParams(_Section):
+    task: Task = "regression"
+    positive_class: str | int | bool | None = None  # binary: the class F1 and curves are of
+    objective: str = AUTO
+    target_transform: Literal["none", "log1p"] = "none"
+    fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    feature_sets: dict[str, Annotated[list[str], Field(min_length=1)]]
+    search: SearchParams
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_auto(cls, data: Any) -> Any:
+        """``auto`` objective and search metric become the task's defaults."""
+        if not isinstance(data, dict):
+            return data
+        task = data.get("task", "regression")
+        if task not in OBJECTIVES:
+            return data  # the field validator reports it
+        data = dict(data)
+        if data.get("objective", AUTO) == AUTO:
+            data["objective"] = OBJECTIVES[task][0]
+        search = data.get("search")
+        if isinstance(search, dict) and search.get("metric", AUTO) == AUTO:
+            data["search"] = {**search, "metric": SEARCH_METRICS[task][0]}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> TrainParams:
+        task = self.task
+        if self.objective not in OBJECTIVES[task]:
+            raise ValueError(
+                f"objective '{self.objective}' does not fit task '{task}' "
+                f"(use one of {list(OBJECTIVES[task])}, or auto)"
+            )
+        if self.search.metric not in SEARCH_METRICS[task]:
+            raise ValueError(
+                f"search.metric '{self.search.metric}' does not fit task '{task}' "
+                f"(use one of {list(SEARCH_METRICS[task])}, or auto)"
+            )
+        if self.positive_class is not None and task != "binary":
+            raise ValueError(f"positive_class applies to a binary task, not to '{task}'")
+        if task != "regression" and self.target_transform != "none":
+            raise ValueError(f"target_transform must be 'none' for a {task} task")
+        return self
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    @model_validator(mode="after")
+    def _feature_set_dimension_is_known(self) -> TrainParams:
+        dim = self.search.space.get("feature_set")
+        names = dim.categories if isinstance(dim, CategoricalDim) else []
+        if dim is not None and not isinstance(dim, CategoricalDim):
+            raise ValueError("search.space.feature_set must be a categorical dimension")
+        unknown = [n for n in names if n not in self.feature_sets]
+        if unknown:
+            raise ValueError(f"search.space.feature_set names unknown feature sets: {unknown}")
+        if dim is None and len(self.feature_sets) != 1:
+            raise ValueError(
+                "with several feature_sets, add a categorical search.space.feature_set dimension"
+            )
+        return self
+
+
+# Test-set metrics of each kind of task (reports/metrics.json), and which are better higher.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("rmse", "mae", "r2", "mape"),
+    "classification": ("log_loss", "roc_auc", "accuracy", "f1"),
+}
+QUALITY_HIGHER_IS_BETTER = frozenset({"r2", "roc_auc", "accuracy", "f1"})
+
+
+class GateParams(_Section):
+    """When a new model version replaces the champion (see ``mlpipeline.registry``)."""
+
+    metric: str = AUTO  # auto: rmse (regression) or log_loss (classification)
+    margin: Annotated[float, Field(ge=0)] = 0.0  # relative improvement the challenger needs
+    thresholds: dict[str, float] = Field(default_factory=dict)  # metric: bound every champion meets
+    # the champion was trained on another train/test split, so its score on the new held-out
+    # rows is not comparable: promote the new version (if it meets the thresholds) or keep it
+    on_lineage_change: Literal["promote", "keep"] = "promote"
+
+
+class PackageParams(_Section):
+    model_name: str
+    input_example_rows: Annotated[int, Field(ge=1, le=100)] = 5
+    max_batch_rows: Annotated[int, Field(ge=1)] = 100_000
+    unseen_categories: Literal["reject", "missing"] = "reject"
+    gate: GateParams = Field(default_factory=GateParams)
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
+
+
+class MonitorParams(_Section):
+    """``python -m mlpipeline monitor``: a new batch against what the model was trained on."""
+
+    features_dir: str
+    predictions: str
+    model: str
+    suite: str
+    out_dir: str
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+
+
+class DaskParams(_Section):
+    """Where ``engine: dask`` runs: an existing cluster, or a ``LocalCluster`` on this machine."""
+
+    scheduler_address: str | None = None  # e.g. tcp://10.0.0.5:8786; DASK_SCHEDULER_ADDRESS wins
+    n_workers: Annotated[int, Field(ge=0)] = 0  # LocalCluster worker processes; 0 = one per core
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str = "auto"  # per LocalCluster worker, e.g. 2GiB; auto = machine / workers
+
+
+class RuntimeParams(_Section):
+    """How the pipeline runs on this machine. Results do not depend on it (LightGBM's trees do
+    not depend on its thread count; the search's points depend on its batch size, not on how
+    many processes evaluate them), so it is no DVC param of any stage."""
+
+    num_threads: Annotated[int, Field(ge=0)] = 0  # LightGBM threads in all; 0 = one per core
+    search_jobs: Annotated[int, Field(ge=0)] = 0  # trials at once (processes); 0 = per core
+    dask: DaskParams = Field(default_factory=DaskParams)
+
+
+class Params(_Section):
+    seed: int
+    engine: Literal["pandas", "dask"] = "pandas"
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    ingest: IngestParams
+    validate_: ValidateParams = Field(alias="validate")
+    featurize: FeaturizeParams
+    train: TrainParams
+    package: PackageParams
+    monitor: MonitorParams
+
+    @model_validator(mode="after")
+    def _gate_metrics_fit_the_task(self) -> Params:
+        known = task_metrics(self.train.task)
+        gate = self.package.gate
+        named = ([gate.metric] if gate.metric != AUTO else []) + list(gate.thresholds)
+        unknown = [m for m in named if m not in known]
+        if unknown:
+            raise ValueError(
+                f"package.gate names metric(s) {unknown} that a {self.train.task} task does not "
+                f"report (use {list(known)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dask_split_is_not_stratified(self) -> Params:
+        if self.engine == "dask" and self.featurize.stratify:
+            raise ValueError(
+                "featurize.stratify: true needs engine: pandas (with engine: dask each row's "
+                "part follows a seeded hash of its content, which keeps class proportions only "
+                "up to sampling noise)"
+            )
+        return self
+
+    @property
+    def gate_metric(self) -> str:
+        metric = self.package.gate.metric
+        return task_metrics(self.train.task)[0] if metric == AUTO else metric
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    return TASK_METRICS["regression" if task == "regression" else "classification"]
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate the params file; raise ``PipelineError`` naming any bad key."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise PipelineError(f"cannot read params file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path} is not valid YAML: {exc}") from exc
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        raise PipelineError(f"{path} is invalid:\n" + describe_errors(exc)) from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, naming the key path and section in params terms."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged"))]
+        key = ".".join(loc) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            section = ".".join(loc[:-1]) or "top level"
+            lines.append(f"  - unknown key '{loc[-1]}' in section '{section}' ({key})")
+        elif err["type"] == "missing":
+            lines.append(f"  - missing key '{key}'")
+        else:
+            lines.append(f"  - {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts/models into dotted keys (for MLflow params)."""
+    if isinstance(tree, BaseModel):
+        tree = tree.model_dump(by_alias=True)
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

@@ -1,0 +1,159 @@
+"""Build a Great Expectations suite (as stable JSON) from a trusted reference table.
+
+GX 1.x has no profiler, so this writes one: column order and types, non-null rules, numeric
+ranges with a margin, allowed categories, row-count bounds, and distribution references
+(quantile bins with weights for numeric columns, category frequencies for categorical ones)
+checked with KL divergence and a tail weight. Known, accepted defects get a ``warning`` that
+turns ``critical`` past a tolerance. Thresholds come from ``validate.build`` in params.
+
+The output is sorted, rounded and free of ids and timestamps, so rebuilding from the same data
+gives the same bytes and a change to it reads well in a pull request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.config import SuiteBuildParams
+from mlpipeline.io import frame_hash
+
+CRITICAL = "critical"
+WARNING = "warning"
+NUMERIC_TYPES = ["float64", "int64"]
+
+
+def _round(value: float) -> float:
+    """Six significant digits: stable across platforms, readable in a diff."""
+    return float(f"{float(value):.6g}")
+
+
+def _expectation(kind: str, severity: str = CRITICAL, **kwargs: Any) -> dict:
+    return {"type": f"expect_{kind}", "kwargs": kwargs, "severity": severity}
+
+
+def is_categorical(series: pd.Series, max_categories: int) -> bool:
+    """Text, categorical or boolean columns with few distinct values."""
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    return not numeric and series.nunique(dropna=True) <= max_categories
+
+
+def table_expectations(frame: pd.DataFrame, build: SuiteBuildParams) -> list[dict]:
+    """Column names in order, and row-count bounds relative to the reference."""
+    low, high = build.row_count_range
+    expectations = [
+        _expectation("table_columns_to_match_ordered_list", column_list=list(frame.columns)),
+        _expectation(
+            "table_row_count_to_be_between",
+            min_value=int(len(frame) * low),
+            max_value=int(np.ceil(len(frame) * high)),
+        ),
+    ]
+    if build.duplicate_tolerance is not None:
+        columns = list(frame.columns)
+        expectations += [
+            _expectation("compound_columns_to_be_unique", WARNING, column_list=columns),
+            _expectation(
+                "compound_columns_to_be_unique",
+                column_list=columns,
+                mostly=_round(1 - build.duplicate_tolerance),
+            ),
+        ]
+    return expectations
+
+
+def numeric_expectations(name: str, series: pd.Series, build: SuiteBuildParams) -> list[dict]:
+    """Type, range with a margin, positivity (if asked), and a binned distribution."""
+    values = series.dropna().to_numpy(dtype=float)
+    low, high = values.min(), values.max()
+    span = (high - low) or abs(high) or 1.0
+    min_value = low - build.range_margin * span
+    if low >= 0:
+        min_value = max(min_value, 0.0)
+    out = [
+        _expectation("column_values_to_be_in_type_list", column=name, type_list=NUMERIC_TYPES),
+        _expectation(
+            "column_values_to_be_between",
+            column=name,
+            min_value=_round(min_value),
+            max_value=_round(high + build.range_margin * span),
+        ),
+    ]
+    if name in build.positive:
+        out += [
+            _expectation(
+                "column_values_to_be_between", WARNING, column=name, min_value=0, strict_min=True
+            ),
+            _expectation(
+                "column_values_to_be_between",
+                column=name,
+                min_value=0,
+                strict_min=True,
+                mostly=_round(1 - build.positive_tolerance),
+            ),
+        ]
+    edges = np.unique([_round(q) for q in np.quantile(values, np.linspace(0, 1, build.bins + 1))])
+    if len(edges) >= 2:
+        counts = np.histogram(values, bins=edges)[0]
+        out.append(_kl(name, {"bins": edges.tolist(), "weights": _weights(counts)}, build))
+    return out
+
+
+def categorical_expectations(name: str, series: pd.Series, build: SuiteBuildParams) -> list[dict]:
+    """Allowed values and their frequencies."""
+    frequencies = series.dropna().astype(str).value_counts().sort_index()
+    values = frequencies.index.tolist()
+    out = [_expectation("column_values_to_be_in_set", column=name, value_set=values)]
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        out.insert(0, _expectation("column_values_to_be_of_type", column=name, type_="str"))
+    partition = {"values": values, "weights": _weights(frequencies.to_numpy())}
+    out.append(_kl(name, partition, build))
+    return out
+
+
+def _weights(counts: np.ndarray) -> list[float]:
+    weights = [_round(c) for c in counts / counts.sum()]
+    weights[-1] = _round(1 - sum(weights[:-1]))  # rounding must not break "sums to 1"
+    return weights
+
+
+def _kl(name: str, partition: dict, build: SuiteBuildParams) -> dict:
+    return _expectation(
+        "column_kl_divergence_to_be_less_than",
+        column=name,
+        partition_object=partition,
+        threshold=build.kl_threshold,
+        tail_weight_holdout=build.tail_weight,
+    )
+
+
+def build_suite(frame: pd.DataFrame, name: str, build: SuiteBuildParams) -> dict:
+    """The suite describing ``frame``, as a JSON-ready dict."""
+    expectations = table_expectations(frame, build)
+    for column in frame.columns:
+        series = frame[column]
+        if series.notna().all():
+            expectations.append(_expectation("column_values_to_not_be_null", column=column))
+        if series.isna().all():
+            continue
+        if is_categorical(series, build.max_categories):
+            expectations += categorical_expectations(column, series, build)
+        elif pd.api.types.is_numeric_dtype(series):
+            expectations += numeric_expectations(column, series, build)
+    return {
+        "name": name,
+        "meta": {
+            "built_by": "python -m mlpipeline build-suite",
+            "reference": {"rows": len(frame), "content_sha256": frame_hash(frame)},
+            "build_params": build.model_dump(),
+        },
+        "expectations": expectations,
+    }
+
+
+def to_json(suite: dict) -> str:
+    """Stable text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(suite, indent=2, sort_keys=True) + "\n"

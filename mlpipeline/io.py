@@ -1,0 +1,194 @@
+"""Reading tables, writing outputs atomically (a crash never leaves half an output behind),
+and content hashes.
+
+A source is ``package://<package>/<path>`` (a data file shipped inside an installed Python
+package, located without importing it) or any local path or URL that pandas and fsspec read,
+as CSV or Parquet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpipeline.errors import PipelineError
+
+PACKAGE_SCHEME = "package://"
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def resolve_source(source: str) -> str:
+    """Turn a ``package://`` source into a file path; return other sources unchanged."""
+    if not source.startswith(PACKAGE_SCHEME):
+        return source
+    package, _, relative = source.removeprefix(PACKAGE_SCHEME).partition("/")
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or spec.origin is None:
+        raise PipelineError(f"ingest.source: package '{package}' is not installed ({source})")
+    path = Path(spec.origin).parent / relative
+    if not path.is_file():
+        raise PipelineError(f"ingest.source: {source} does not exist (looked at {path})")
+    return str(path)
+
+
+def source_format(location: str, declared: str = "auto") -> str:
+    """``csv`` or ``parquet``: as declared, or from the file name."""
+    if declared != "auto":
+        return declared
+    name = location.lower().split("?", 1)[0]
+    return "parquet" if name.endswith(_PARQUET_SUFFIXES) else "csv"
+
+
+def read_table(location: str, fmt: str, options: dict) -> pd.DataFrame:
+    """Read a CSV or Parquet table; a broken or missing file raises ``PipelineError``."""
+    reader = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    try:
+        frame = reader(location, **options)
+    except FileNotFoundError as exc:
+        raise PipelineError(f"ingest: source file not found: {location}") from exc
+    except Exception as exc:  # parsers raise many types; all mean "unreadable"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(f"ingest: cannot read {location} as {fmt}: {reason}") from exc
+    if frame.empty:
+        raise PipelineError(f"ingest: {location} has no rows")
+    return frame
+
+
+def read_source(source: str, fmt: str = "auto", options: dict | None = None) -> pd.DataFrame:
+    """``read_table`` of a source as params name it (``package://``, path or URL)."""
+    location = resolve_source(source)
+    return read_table(location, source_format(location, fmt), options or {})
+
+
+def read_named(specs: list[str], label: str) -> pd.DataFrame:
+    """Read ``PATH`` or several ``NAME=PATH`` tables; several are stacked, with ``label``
+    naming each row's table."""
+    named = [spec.split("=", 1) if "=" in spec else ["", spec] for spec in specs]
+    if len(named) == 1:
+        return read_source(named[0][1])
+    frames = [read_source(source).assign(**{label: name}) for name, source in named]
+    return pd.concat(frames, ignore_index=True)
+
+
+def describe(frame: pd.DataFrame, source: str) -> dict:
+    """Row count, schema and content hash of a table (ingest's metadata)."""
+    return {
+        "source": source,
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "schema": [f"{column}: {dtype}" for column, dtype in frame.dtypes.items()],
+        "content_sha256": frame_hash(frame),
+    }
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; move it into place only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        if target.is_dir():  # the same output written as a directory by engine: dask
+            shutil.rmtree(target)
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory path; it replaces ``target`` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    build = staging / target.name
+    try:
+        yield build
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():  # the same output written as one file by engine: pandas
+            target.unlink()
+        os.replace(build, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write sorted, indented JSON atomically (stable bytes for DVC and for review)."""
+    write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def write_text(text: str, path: Path) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame to Parquet atomically, without the index."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow")
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame to CSV atomically, without the index."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_with(writer: Callable[[Path], Any], path: Path) -> None:
+    """Let ``writer`` write to a temporary file that then replaces ``path``."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes: the same digest DVC records for it in ``dvc.lock``."""
+    digest = hashlib.md5()  # noqa: S324 - an identity hash, matching DVC's
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def path_md5(path: Path) -> str:
+    """``file_md5`` of a file; for a directory (partitioned Parquet), the MD5 of its files'
+    relative paths and MD5s, in path order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_md5(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = [[str(p.relative_to(path)), file_md5(p)] for p in files]
+    return hashlib.md5(json.dumps(listing).encode()).hexdigest()  # noqa: S324 - identity hash
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's column names, dtypes and values (independent of file format)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,298 @@
+"""Packaging: the trained booster as an MLflow pyfunc model that takes raw rows, its
+registration with lineage, and the champion gate's evaluation.
+
+The model is saved with models-from-code (``mlpipeline/serving.py``): LightGBM's text booster
+and a JSON spec as artifacts, ``mlpipeline/features.py`` as code, no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlpipeline.card import registry_section
+from mlpipeline.config import Params
+from mlpipeline.errors import PipelineError
+from mlpipeline.features import FeatureSpec
+from mlpipeline.io import atomic_dir, file_md5, write_json, write_text
+from mlpipeline.metrics import classification_metrics, regression_metrics
+from mlpipeline.names import (
+    BOOSTER_FILE,
+    CHALLENGER,
+    CHAMPION,
+    MODEL_ARTIFACT,
+    SHIPPED_FEATURES,
+    SPEC_FILE,
+    TEST_FILE,
+)
+from mlpipeline.registry import (
+    SPLIT_DEFINITION_TAG,
+    SPLIT_TAG,
+    Decision,
+    gate_decision,
+    lineage_decision,
+    locked_hashes,
+    set_champion,
+    split_change,
+    split_digest,
+    version_by_alias,
+)
+from mlpipeline.tracking import BOOSTER_TAG, StageRun, git_state, repo_root
+
+log = logging.getLogger(__name__)
+
+SERVING_CODE = Path(__file__).with_name("serving.py")
+FEATURES_CODE = Path(__file__).with_name("features.py")
+RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "numexpr")
+# What the served model needs from train's summary (see serving.py).
+SERVED_SUMMARY = ("task", "spec", "target", "target_transform", "classes", "features")
+
+
+def input_example(raw: pd.DataFrame, spec: FeatureSpec, rows: int) -> pd.DataFrame:
+    """The first raw rows, inputs only, with text columns as plain strings for MLflow."""
+    example = raw.loc[: rows - 1, spec.inputs].copy()
+    for column in example.columns:
+        if not pd.api.types.is_numeric_dtype(example[column]):
+            example[column] = example[column].astype(object)
+    return example
+
+
+def pip_requirements() -> list[str]:
+    """Pinned runtime requirements of the served model, from the installed versions."""
+    return [f"{name}=={metadata.version(name)}" for name in RUNTIME_PACKAGES]
+
+
+def code_package(folder: Path) -> Path:
+    """The featurization as a top-level module, to ship inside the model.
+
+    A module of its own name, not ``mlpipeline``: MLflow puts the model's code folder first
+    on ``sys.path`` when it loads a model, and a second, partial ``mlpipeline`` package there
+    would shadow this repository's for anything imported afterwards (worker processes too).
+    """
+    module = folder / f"{SHIPPED_FEATURES}.py"
+    shutil.copy2(FEATURES_CODE, module)
+    return module
+
+
+# ---- the gate's evaluation -----------------------------------------------------------------
+
+
+def held_out_rows(features_dir: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The test part as raw input rows (every input column featurize kept) and the target."""
+    inputs = FeatureSpec.from_json(features_dir / SPEC_FILE).inputs
+    test = pd.read_parquet(features_dir / TEST_FILE, columns=[*inputs, target])
+    return test[inputs], test[target]
+
+
+def held_out_quality(output: Any, actual: pd.Series, task: str) -> dict[str, float]:
+    """A packaged model's test metrics from its output on the held-out rows."""
+    if task == "regression":
+        return regression_metrics(actual.to_numpy(float), np.asarray(output, dtype=float))
+    columns = [c for c in output.columns if c.startswith("probability_")]
+    classes = [c.removeprefix("probability_") for c in columns]
+    labels = actual.astype(str).map({c: i for i, c in enumerate(classes)})
+    if labels.isna().any():
+        unknown = sorted(set(actual.astype(str)) - set(classes))
+        raise PipelineError(f"package: the model does not predict class(es) {unknown}")
+    return classification_metrics(labels.to_numpy(int), output[columns].to_numpy(float))
+
+
+def evaluate(model: Any, rows: pd.DataFrame, actual: pd.Series, task: str) -> dict[str, float]:
+    """Score a loaded pyfunc model (of this pipeline) on the held-out rows it needs."""
+    inner = model.unwrap_python_model()
+    return held_out_quality(inner.score(rows[inner.input_columns]), actual, task)
+
+
+def judge(
+    client: Any,
+    name: str,
+    version: str,
+    challenger: dict,
+    held_out: tuple,
+    params: Params,
+    split: dict,
+) -> Decision:
+    """The gate's decision on ``version`` against the current champion, if any: compared on
+    the held-out rows only if the champion was trained on the same split (``split``)."""
+    current = version_by_alias(client, name, CHAMPION)
+    gate, metric = params.package.gate, params.gate_metric
+    if current is None:
+        return gate_decision(challenger, None, gate, metric)
+    if change := split_change(current.tags, split):
+        return lineage_decision(challenger, gate, metric, str(current.version), change, version)
+    try:
+        champion = score_version(name, current.version, held_out, params.train.task)
+    except Exception as exc:  # a champion this code cannot load or score (other task, classes)
+        log.warning("champion v%s could not be scored: %s", current.version, exc)
+        return Decision(
+            False,
+            f"champion v{current.version} could not be scored on the held-out rows ({exc}); "
+            f"it stays: promote by hand with `python -m mlpipeline registry promote --version "
+            f"{version}`",
+            metric,
+            challenger[metric],
+            champion_version=str(current.version),
+        )
+    return gate_decision(challenger, champion, gate, metric, current.version)
+
+
+def score_version(name: str, version: str, held_out: tuple, task: str) -> dict[str, float]:
+    """A registered version's metrics on the held-out rows."""
+    import mlflow
+
+    return evaluate(mlflow.pyfunc.load_model(f"models:/{name}/{version}"), *held_out, task)
+
+
+def params_digest(params: Params) -> str:
+    """SHA-256 of the params that decide results (everything but ``runtime``)."""
+    decisive = params.model_dump(mode="json", by_alias=True, exclude={"runtime"})
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+
+
+def train_run_id(client: Any, experiment_id: str, booster_md5: str) -> str:
+    """The train run that wrote this booster (it tags its runs with the booster's MD5)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{BOOSTER_TAG}` = '{booster_md5}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else ""
+
+
+def reproducible_mlmodel(folder: Path) -> None:
+    """Make the saved model folder the same bytes wherever the same model is packaged: MLflow
+    writes the build's absolute paths (the model code, a temporary artifact), a random
+    ``model_uuid`` and the time into ``MLmodel``. The code and artifact paths become relative,
+    the UUID is derived from the folder's content, and the time is left out (MLflow reads a
+    missing one as the load time; the copy logged to MLflow keeps its own)."""
+    path = folder / "MLmodel"
+    model = yaml.safe_load(path.read_text())
+    flavor = model["flavors"]["python_function"]
+    flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    for artifact in flavor.get("artifacts", {}).values():
+        artifact["uri"] = artifact["path"]
+    model.pop("utc_time_created", None)
+    model["model_uuid"] = hashlib.md5(_folder_listing(folder, skip=path).encode()).hexdigest()  # noqa: S324
+    write_text(yaml.safe_dump(model, default_flow_style=False), path)
+
+
+def _folder_listing(folder: Path, skip: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p != skip)
+    return json.dumps([[str(p.relative_to(folder)), file_md5(p)] for p in files])
+
+
+def model_kwargs(
+    model_dir: Path, raw_path: Path, params: Params, summary: dict, scratch: Path
+) -> dict:
+    """What ``mlflow.pyfunc.save_model`` and ``log_model`` get: the model's code and
+    artifacts (the booster, the served part of train's summary), an input example, pins."""
+    pkg = params.package
+    spec = FeatureSpec(**summary["spec"])
+    raw = pd.read_parquet(raw_path, columns=spec.inputs)
+    meta = {key: summary.get(key) for key in SERVED_SUMMARY} | {
+        "max_batch_rows": pkg.max_batch_rows,
+        "unseen_categories": pkg.unseen_categories,
+    }
+    write_json(meta, scratch / "metadata.json")
+    return {
+        "python_model": str(SERVING_CODE),
+        "artifacts": {
+            "booster": str(model_dir / BOOSTER_FILE),
+            "metadata": str(scratch / "metadata.json"),
+        },
+        "code_paths": [str(code_package(scratch))],
+        "signature": False,  # the model checks requests itself (MLflow drops extra columns)
+        "input_example": input_example(raw, spec, pkg.input_example_rows),
+        "pip_requirements": pip_requirements(),
+    }
+
+
+def raw_schema(path: Path) -> list[str]:
+    """The raw table's columns and types, as ``name: type`` (ingest's metadata form)."""
+    import pyarrow.parquet as pq
+
+    return [f"{field.name}: {field.type}" for field in pq.ParquetDataset(path).schema]
+
+
+def lineage_tags(params: Params, split: dict, validation: Path) -> dict[str, str]:
+    """The version's reproducible lineage: dvc.lock's data and model hashes, params, split."""
+    return {
+        **locked_hashes(Path("dvc.lock")),
+        "params.sha256": params_digest(params),
+        SPLIT_TAG: split_digest(split),
+        SPLIT_DEFINITION_TAG: json.dumps(split, sort_keys=True),
+        "validation.md5": file_md5(validation),
+        "validation.report": f"validation/{validation.name}",  # an artifact of the package run
+    }
+
+
+def register(
+    run: StageRun,
+    kwargs: dict,
+    tags: dict[str, str],
+    card: str,
+    scored: tuple[dict, tuple],
+    params: Params,
+    split: dict,
+) -> tuple[str, Decision]:
+    """Log and register the model as a new version (alias ``challenger``) with its lineage,
+    let the gate decide on ``champion``, and record the decision. Returns (version, decision)."""
+    import mlflow
+
+    challenger, held_out = scored
+    name = params.package.model_name
+    logged = mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, registered_model_name=name, **kwargs)
+    version = str(logged.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    tags = {**tags, **machine_tags(client, run, kwargs, tags)}
+    set_version_tags(client, name, version, tags)
+    decision = judge(client, name, version, challenger, held_out, params, split)
+    if decision.promote:
+        set_champion(client, name, version)
+    gate = {"gate.decision": decision.reason, "gate.comparable": str(decision.comparable)}
+    set_version_tags(client, name, version, gate)
+    description = card + registry_section(version, decision, tags)
+    client.update_model_version(name, version, description=description)
+    run.log_metrics(
+        {"gate.promoted": int(decision.promote), f"held_out.{decision.metric}": decision.challenger}
+    )
+    run.set_tags({"model.uri": logged.model_uri, "model.name": name, "model.version": version})
+    return version, decision
+
+
+def machine_tags(client: Any, run: StageRun, kwargs: dict, tags: dict) -> dict[str, str]:
+    """The version's lineage on this machine: commit, experiment, runs."""
+    booster_md5 = file_md5(Path(kwargs["artifacts"]["booster"]))
+    return {
+        **git_state(repo_root()),
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "train.run_id": train_run_id(client, run.experiment_id, booster_md5),
+        "validation.report": f"runs:/{run.run_id}/{tags['validation.report']}",
+    }
+
+
+def set_version_tags(client: Any, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def save_model(out: Path, kwargs: dict) -> Any:
+    """Save the pyfunc model to ``out`` (atomically, reproducible bytes); the loaded model."""
+    import mlflow
+
+    with atomic_dir(out) as build:
+        mlflow.pyfunc.save_model(str(build), **kwargs)
+        reproducible_mlmodel(build)
+    return mlflow.pyfunc.load_model(str(out))

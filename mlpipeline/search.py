@@ -1,0 +1,349 @@
+"""The hyperparameter and feature-set search: scikit-optimize ask/tell around LightGBM CV.
+
+Each step asks the optimizer for ``batch_size`` points (a hyperparameter set together with a
+feature set), evaluates them — in ``runtime.search_jobs`` worker processes, with LightGBM's
+threads split so that workers x threads never exceed the cores, or as tasks on a Dask
+cluster (``mlpipeline.dask``) — and tells it the CV scores in trial order. The points depend
+on the seed and the batch size only, and LightGBM's trees do not depend on its thread count,
+so the result is the same however the trials run. Scores are losses: a metric
+where higher is better (AUC) is negated. Classification uses stratified folds.
+
+Every finished trial is appended to a checkpoint (JSON lines, keyed by a hash of the search
+params and the data). A run killed part-way and started again with the same params replays
+the finished trials instead of retraining them, and ends exactly where an uninterrupted run
+would. The checkpoint is removed when the search completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.config import CategoricalDim, IntegerDim, SearchParams, TrainParams
+from mlpipeline.model import CrossValidator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated point of the search."""
+
+    number: int
+    point: dict[str, Any]
+    score: float
+    score_std: float
+    best_iteration: int
+    seconds: float
+    reused: bool = False
+
+
+@dataclass
+class BestModels:
+    """The fold models of the best trial so far, as LightGBM model strings, kept as trials
+    finish so the out-of-fold scores need no second cross-validation of the best point.
+
+    A trial's worker returns its models only when it beats ``score`` (few trials do); a best
+    trial replayed from a checkpoint or run on a cluster has none (``models`` is None)."""
+
+    number: int = -1
+    score: float = float("inf")
+    models: list[str] | None = None
+
+    def offer(self, trial: Trial, models: list[str] | None) -> None:
+        if (trial.score, trial.number) < (self.score, self.number):
+            self.number, self.score, self.models = trial.number, trial.score, models
+
+    def boosters(self, best: Trial) -> list[Any] | None:
+        """The best trial's fold boosters, if they were kept."""
+        if self.models is None or self.number != best.number:
+            return None
+        import lightgbm as lgb
+
+        return [lgb.Booster(model_str=text) for text in self.models]
+
+
+# ---- configuration -> library objects ------------------------------------------------------
+
+
+def worker_plan(batch_size: int, requested_jobs: int, total_threads: int) -> tuple[int, int]:
+    """(processes, LightGBM threads per process): at most one process per point of a batch,
+    never more than ``total_threads`` threads in all (``requested_jobs`` 0: as many as fit)."""
+    jobs = requested_jobs or min(batch_size, total_threads)
+    jobs = max(1, min(jobs, batch_size, total_threads))
+    return jobs, max(1, total_threads // jobs)
+
+
+def skopt_space(search: SearchParams) -> list:
+    """scikit-optimize dimensions from the typed search space, in params order."""
+    from skopt.space import Categorical, Integer, Real
+
+    dims = []
+    for name, dim in search.space.items():
+        if isinstance(dim, CategoricalDim):
+            dims.append(Categorical(dim.categories, name=name))
+        elif isinstance(dim, IntegerDim):
+            dims.append(Integer(dim.low, dim.high, prior=dim.prior, name=name))
+        else:
+            dims.append(Real(dim.low, dim.high, prior=dim.prior, name=name))
+    return dims
+
+
+def to_native(value: Any) -> Any:
+    """numpy scalars (as skopt returns them) to plain Python values."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---- trials ------------------------------------------------------------------------------
+
+# evaluates a batch of (number, point): each trial, with its fold models if below the loss given
+Evaluate = Callable[[list[tuple[int, dict]], float], list[tuple[Trial, list[str] | None]]]
+
+
+def kept_trial(
+    cv: CrossValidator, number: int, point: dict[str, Any], keep_below: float
+) -> tuple[Trial, list[str] | None]:
+    """The trial, and its fold models (model strings, up to the best iteration) if it scores
+    below ``keep_below``."""
+    start = time.perf_counter()
+    score, std, best_iteration, cvbooster = cv.evaluate(point)
+    trial = Trial(number, point, score, std, best_iteration, time.perf_counter() - start)
+    if score >= keep_below:
+        return trial, None
+    return trial, [b.model_to_string(num_iteration=best_iteration) for b in cvbooster.boosters]
+
+
+_WORKER: CrossValidator | None = None
+
+
+def _start_worker(frame: pd.DataFrame, y: np.ndarray, train_json: str, seed: int, threads: int):
+    global _WORKER  # one validator per worker process, built once
+    _WORKER = CrossValidator(frame, y, TrainParams.model_validate_json(train_json), seed, threads)
+
+
+def _run_trial(
+    number: int, point: dict[str, Any], keep_below: float
+) -> tuple[Trial, list[str] | None]:
+    assert _WORKER is not None, "worker not initialised"
+    return kept_trial(_WORKER, number, point, keep_below)
+
+
+@contextmanager
+def trial_runner(
+    frame: pd.DataFrame, y: np.ndarray, train: TrainParams, seed: int, jobs: int, threads: int
+) -> Iterator[Evaluate]:
+    """A function that evaluates a batch of (number, point), in-process or in ``jobs`` workers,
+    returning each trial with its fold models if it scores below the given loss."""
+    log.info("search: %d worker(s) x %d thread(s)", jobs, threads)
+    if jobs == 1:
+        cv = CrossValidator(frame, y, train, seed, threads)
+        yield lambda batch, keep_below: [kept_trial(cv, n, p, keep_below) for n, p in batch]
+        return
+    # spawn, not fork: forking a process that already runs OpenMP threads can hang
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(frame, y, train.model_dump_json(), seed, threads),
+    ) as pool:
+        for _ in range(jobs):  # start the workers now: they load the data meanwhile
+            pool.submit(int)
+        yield lambda batch, keep_below: list(
+            pool.map(_run_trial, *zip(*batch, strict=True), [keep_below] * len(batch))
+        )
+
+
+# ---- checkpoint ----------------------------------------------------------------------------
+
+
+def checkpoint_key(train: TrainParams, seed: int, data_digest: str) -> str:
+    """Changes whenever anything that shapes the search changes (never the runtime section)."""
+    shape = train.model_dump(mode="json")
+    text = json.dumps({"train": shape, "seed": seed, "data": data_digest}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """Finished trials, one JSON line each, appended and flushed as they finish."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.trials: dict[int, Trial] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    trial = Trial(**json.loads(line))
+                except (ValueError, TypeError):
+                    break  # a line cut short by a kill: ignore it and what follows
+                self.trials[trial.number] = trial
+
+    def finished(self, number: int, point: dict[str, Any]) -> Trial | None:
+        """The stored trial ``number`` if it evaluated the same point."""
+        trial = self.trials.get(number)
+        if trial is None or json.dumps(trial.point, sort_keys=True) != json.dumps(
+            point, sort_keys=True
+        ):
+            return None
+        return Trial(**{**asdict(trial), "point": point, "reused": True})  # asked key order
+
+    def add(self, trial: Trial) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(asdict(trial), sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+
+def run_search(
+    runner: AbstractContextManager[Evaluate],
+    search: SearchParams,
+    seed: int,
+    checkpoint: Checkpoint | None = None,
+    on_trial: Callable[[Trial], None] = lambda trial: None,
+    kept: BestModels | None = None,
+) -> list[Trial]:
+    """Ask/tell until ``n_calls`` trials are done; returns them in order. ``runner`` evaluates
+    the trials (``trial_runner``: this process or worker processes; or cluster tasks);
+    finished trials found in ``checkpoint`` are replayed; ``kept`` receives the best trial's
+    fold models."""
+    checkpoint = checkpoint or Checkpoint(None)
+    kept = kept if kept is not None else BestModels()
+    trials: list[Trial] = []
+    # the runner starts first: scikit-optimize's import overlaps the workers'
+    with runner as evaluate, _progress(search.n_calls) as progress:
+        dims = skopt_space(search)
+        optimizer = bayesian_optimizer(dims, search, seed)
+        while len(trials) < search.n_calls:
+            size = min(search.batch_size, search.n_calls - len(trials))
+            xs = [portable_point(dims, x) for x in ask_batch(optimizer, size)]
+            batch = [(len(trials) + i, _named(dims, x)) for i, x in enumerate(xs)]
+            done = _evaluate_batch(batch, evaluate, checkpoint, kept)
+            for number, _ in batch:
+                trials.append(done[number])
+                on_trial(done[number])
+                progress(done[number], min(t.score for t in trials))
+            optimizer.tell(xs, [done[n].score for n, _ in batch])
+    return trials
+
+
+def _named(dims: list, x: list) -> dict[str, Any]:
+    return {d.name: to_native(v) for d, v in zip(dims, x, strict=True)}
+
+
+def _evaluate_batch(
+    batch: list[tuple[int, dict]], evaluate: Evaluate, checkpoint: Checkpoint, kept: BestModels
+) -> dict[int, Trial]:
+    """The batch's trials by number: replayed from the checkpoint, or evaluated and added."""
+    done = {n: t for n, p in batch if (t := checkpoint.finished(n, p))}
+    for trial in done.values():
+        kept.offer(trial, None)
+    todo = [(n, p) for n, p in batch if n not in done]
+    for trial, models in evaluate(todo, kept.score) if todo else []:
+        checkpoint.add(trial)
+        kept.offer(trial, models)
+        done[trial.number] = trial
+    return done
+
+
+def bayesian_optimizer(dims: list, search: SearchParams, seed: int) -> Any:
+    """scikit-optimize's ask/tell ``Optimizer`` with a Gaussian process over ``dims``."""
+    from skopt import Optimizer
+
+    return Optimizer(
+        dims,
+        base_estimator="GP",
+        n_initial_points=min(search.n_initial_points, search.n_calls),
+        acq_func=search.acq_func,
+        random_state=seed,
+    )
+
+
+def ask_batch(optimizer: Any, size: int) -> list[list]:
+    """``optimizer.ask(n_points=size)`` (constant liar, lie = the lowest loss so far), without
+    its last lie: scikit-optimize tells the copy a made-up result for the last point too, a
+    Gaussian-process fit that nothing uses. Same points, same random state afterwards."""
+    if size == 1:
+        return [optimizer.ask()]
+    liar = optimizer.copy(random_state=optimizer.rng.randint(0, np.iinfo(np.int32).max))
+    points = []
+    for _ in range(size - 1):
+        points.append(liar.ask())
+        liar._tell(points[-1], np.min(liar.yi) if liar.yi else 0.0)  # as ask(n_points) does
+    return [*points, liar.ask()]
+
+
+POINT_DIGITS = 6  # significant digits of a real-valued hyperparameter (as search.csv shows it)
+
+
+def portable_point(dims: list, x: list) -> list:
+    """The optimizer's point with real values rounded to ``POINT_DIGITS`` significant digits
+    (within bounds). Its proposals come out of NumPy, SciPy and BLAS code that each CPU runs
+    with other SIMD instructions, so they differ between machines in the last bits; rounded,
+    every machine evaluates (and tells the optimizer) the same point."""
+    from skopt.space import Real
+
+    return [
+        min(max(float(f"{v:.{POINT_DIGITS}g}"), d.low), d.high) if isinstance(d, Real) else v
+        for d, v in zip(dims, x, strict=True)
+    ]
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[Trial, float], None]]:
+    """A progress bar on stderr: trials done, best score, elapsed time and ETA."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="search", unit="trial", file=sys.stderr, dynamic_ncols=True)
+
+    def update(trial: Trial, best: float) -> None:
+        bar.set_postfix(best=f"{best:.5f}", last=f"{trial.score:.5f}", refresh=False)
+        bar.update(1)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def best_trial(trials: list[Trial]) -> Trial:
+    return min(trials, key=lambda t: (t.score, t.number))
+
+
+def history_frame(trials: list[Trial]) -> pd.DataFrame:
+    """One row per trial, with the running best: the data of the convergence plot."""
+    rows = [
+        {
+            "trial": t.number,
+            "score": t.score,
+            "score_std": t.score_std,
+            "best_iteration": t.best_iteration,
+            **t.point,
+        }
+        for t in trials
+    ]
+    frame = pd.DataFrame(rows)
+    frame.insert(2, "best_score", frame["score"].cummin())
+    return frame

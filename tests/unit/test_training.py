@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipeline.config import TrainParams
+from mlpipeline.errors import PipelineError
+from mlpipeline.metrics import plot_frames, regression_metrics
+from mlpipeline.model import importance_frame, model_params, refit
+from mlpipeline.training import Target, encode_labels, target_classes
+from tests.unit.test_search import train_params
+
+
+def test_refit_model_beats_the_mean_and_ranks_carat_first(synthetic_regression):
+    frame, price = synthetic_regression
+    point = {"learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 10, "feature_set": "all"}
+    columns = ["carat", "cut", "noise"]
+    booster = refit(frame, np.log1p(price), columns, model_params(point, train_params(), 1, 1), 80)
+    predicted = np.expm1(booster.predict(frame[columns]))
+    assert regression_metrics(price, predicted)["r2"] > 0.9
+    assert importance_frame(booster)["feature"].iloc[0] == "carat"
+
+
+def _with(task: str, **fields) -> TrainParams:
+    return TrainParams.model_validate({**train_params(task).model_dump(), **fields})
+
+
+def test_classes_are_sorted_and_the_task_must_fit_them():
+    binary, multiclass = train_params("binary"), train_params("multiclass")
+    assert target_classes(pd.Series(["no", "yes", "no", None]), binary, "t") == ["no", "yes"]
+    assert target_classes(pd.Series([3, 1, 2]), multiclass, "t") == [1, 2, 3]
+    with pytest.raises(PipelineError, match="task 'binary' needs two classes, target 't' has 3"):
+        target_classes(pd.Series(["a", "b", "c"]), binary, "t")
+    with pytest.raises(PipelineError, match="has 1"):
+        target_classes(pd.Series(["a", "a"]), multiclass, "t")
+
+
+def test_the_positive_class_comes_last():
+    values = pd.Series(["approved", "declined"])
+    assert target_classes(values, _with("binary", positive_class="approved"), "t") == [
+        "declined",
+        "approved",
+    ]
+    assert target_classes(pd.Series([1, 0]), _with("binary", positive_class="0"), "t") == [1, 0]
+    with pytest.raises(PipelineError, match="positive_class 'yes' is not a class of target 't'"):
+        target_classes(values, _with("binary", positive_class="yes"), "t")
+
+
+def test_labels_unknown_to_training_are_named():
+    assert encode_labels(pd.Series(["b", "a", "b"]), ["a", "b"], "test").tolist() == [1, 0, 1]
+    with pytest.raises(PipelineError, match=r"test part has target value\(s\) .*\['c'\]"):
+        encode_labels(pd.Series(["a", "c"]), ["a", "b"], "test")
+
+
+def test_a_text_target_in_a_regression_task_is_named():
+    with pytest.raises(
+        PipelineError, match=r"target 'grade' is not numeric .* binary or multiclass"
+    ):
+        Target("grade", train_params()).learned(pd.Series(["a", "b"], name="grade"), "training")
+
+
+def test_classification_plots_hold_labels_probabilities_and_curves():
+    train = train_params("binary")
+    values = pd.Series(["no", "yes", "yes", "no"])
+    plots = plot_frames(
+        train, values, np.array([0, 1, 1, 0]), np.array([0.2, 0.7, 0.4, 0.1]), ["no", "yes"]
+    )
+    assert set(plots) == {"predictions.csv", "confusion.csv", "roc.csv", "precision_recall.csv"}
+    predictions = plots["predictions.csv"]
+    assert list(predictions.columns) == ["actual", "predicted", "probability_no", "probability_yes"]
+    assert predictions["predicted"].tolist() == ["no", "yes", "no", "no"]
+    assert predictions["probability_yes"].tolist() == [0.2, 0.7, 0.4, 0.1]
