@@ -125,13 +125,18 @@ def role(series: pd.Series, max_categories: int) -> str:
         return "date"
     if distinct <= max_categories:
         return "categorical"
-    if distinct == len(present):
+    if distinct == len(present) and not _prose(present):
         return "identifier: a distinct text per row"
     return (
         f"free text: {distinct} distinct values in {len(present)} rows, more than "
         f"validate.build.max_categories ({max_categories}); list it in dataset.categorical to "
         "use it as a category"
     )
+
+
+def _prose(values: pd.Series) -> bool:
+    """Mostly words separated by spaces: free text, not codes."""
+    return bool(values.astype(str).str.contains(" ", regex=False).mean() > 0.5)
 
 
 def _is_identifier(values: pd.Series) -> bool:

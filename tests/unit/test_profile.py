@@ -67,6 +67,13 @@ def test_each_column_gets_a_role_and_dropped_ones_a_reason():
     assert found.rows_without_target == int(houses()["price"].isna().sum())
 
 
+def test_distinct_codes_are_identifiers_and_distinct_sentences_free_text():
+    codes = pd.Series([f"A-{i:05d}" for i in range(300)])
+    sentences = pd.Series([f"a quiet flat number {i}" for i in range(300)])
+    assert role(codes, 50).startswith("identifier")
+    assert role(sentences, 50).startswith("free text")
+
+
 def test_a_float_column_of_distinct_values_is_a_feature_not_an_identifier():
     assert role(pd.Series(np.random.default_rng(0).normal(size=100)), 50) == "feature"
 
