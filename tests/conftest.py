@@ -4,6 +4,7 @@ is marked ``integration`` here, so none can forget the marker."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,22 @@ def synthetic_classes() -> tuple[pd.DataFrame, np.ndarray]:
     return frame, size
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new SQLite tracking store, created once (MLflow's migrations take about a second)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+    return path
+
+
 @pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point MLflow at a SQLite file in the test's temporary folder."""
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> str:
+    """Point MLflow at a SQLite file of its own in the test's temporary folder."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")

@@ -108,7 +108,10 @@ def test_with_tracking_off_a_stage_logs_nothing(mlflow_store, tmp_path, monkeypa
         run.log_metrics({"rmse": 1.0})
         run.log_child({"name": "trial-0", "params": {"b": 2}, "metrics": {"score": 0.5}})
         run.log_artifact(tmp_path)
-    assert not (tmp_path / "mlflow.db").exists()
+    import mlflow
+
+    client = mlflow.MlflowClient(mlflow_store)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
 def test_a_stage_whose_tracking_fails_fails_too(tmp_path, monkeypatch):
