@@ -61,7 +61,23 @@ def read_table(location: str, fmt: str, options: dict) -> pd.DataFrame:
         raise PipelineError(f"ingest: cannot read {location} as {fmt}: {reason}") from exc
     if frame.empty:
         raise PipelineError(f"ingest: {location} has no rows")
+    check_delimiter(frame, location, options)
     return frame
+
+
+SEPARATORS = (";", "\t", "|")
+
+
+def check_delimiter(frame: pd.DataFrame, location: str, options: dict) -> None:
+    """A CSV read as one column whose name holds another separator: say which to set."""
+    name = str(frame.columns[0])
+    found = [sep for sep in SEPARATORS if sep in name]
+    if frame.shape[1] == 1 and found and "sep" not in options:
+        shown = repr(found[0])
+        raise PipelineError(
+            f"ingest: {location} read as one column ({name[:60]!r}): its columns are "
+            f"separated by {shown}; set dataset.read_options: {{sep: {shown}}}"
+        )
 
 
 def read_source(source: str, fmt: str = "auto", options: dict | None = None) -> pd.DataFrame:

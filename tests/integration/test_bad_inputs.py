@@ -84,7 +84,12 @@ CORPUS = [
         "ingest",
         ["has no rows"],
     ),
-    ("wrong_delimiter", _csv(lambda f: f, sep=";"), "validate", ["missing: carat"]),
+    (
+        "wrong_delimiter",
+        _csv(lambda f: f, sep=";"),
+        "ingest",
+        ["separated by ';'", "dataset.read_options: {sep: ';'}"],
+    ),
     (
         "not_utf8",
         _bytes(

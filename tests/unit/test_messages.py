@@ -70,3 +70,12 @@ def test_a_positive_column_that_is_not_there_names_validate_build_positive():
         build_suite(TABLE, "raw", SuiteBuildParams(positive=["x", "bill"]))
     message = str(err.value)
     assert "validate.build.positive names column(s) the data does not have: ['x']" in message
+
+
+def test_a_csv_read_as_one_column_names_the_separator_to_set(tmp_path):
+    from mlpipeline.io import read_table
+
+    TABLE.to_csv(tmp_path / "t.csv", sep=";", index=False)
+    with pytest.raises(PipelineError, match=r"set dataset.read_options: \{sep: ';'\}"):
+        read_table(str(tmp_path / "t.csv"), "csv", {})
+    assert read_table(str(tmp_path / "t.csv"), "csv", {"sep": ";"}).shape == TABLE.shape
