@@ -82,9 +82,9 @@ BAD_REQUESTS = {
         split_body(COLUMNS[:-1], [r[:-1] for r in ROWS]),
         "missing column(s): ['z']",
     ),
-    "extra column": (
-        split_body([*COLUMNS, "price"], [[*r, 500] for r in ROWS]),
-        "unexpected column(s): ['price']",
+    "unknown column": (  # the target or a dropped column would be accepted and ignored
+        split_body([*COLUMNS, "colour"], [[*r, "E"] for r in ROWS]),
+        "unexpected column(s): ['colour']",
     ),
     "wrong type": (split_body(rows=_with("carat", "heavy")), "column 'carat' must be numeric"),
     "unseen category": (
@@ -120,3 +120,11 @@ def test_wrong_content_type_is_refused(champion_server):
     status, _ = post(champion_server, split_body(), "text/plain")
     assert status == 415
     assert len(predictions(champion_server)) == 2
+
+
+def test_whole_rows_with_the_target_are_answered_and_the_target_ignored(champion_server):
+    body = split_body([*COLUMNS, "price"], [[*r, 500] for r in ROWS])
+    status, text = post(champion_server, body)
+    assert status == 200 and json.loads(text)["predictions"] == pytest.approx(
+        predictions(champion_server)
+    )
