@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -59,6 +61,7 @@ def wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
+            server.stderr.seek(0)
             raise AssertionError(f"server exited: {server.stderr.read().decode()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
@@ -75,19 +78,32 @@ def local_server(
     """Run ``command`` (``{port}`` in it becomes a free localhost port) until the block ends;
     yields its base URL once ``ready`` (a path) answers."""
     port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - a pipe nobody reads would fill and stall
     server = subprocess.Popen(
         [part.replace("{port}", str(port)) for part in command],
         cwd=cwd,
         env={**env(), **(extra_env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,  # the server and its workers, stopped together
     )
+    server.stderr = log
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}{ready}", server)
         yield url
     finally:
-        server.terminate()
+        stop(server)
+        log.close()
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL what is left after 30 s."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
 
 
