@@ -93,7 +93,8 @@ def write_params(folder: Path, data: Path, engine: str, workers: int, memory_lim
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["engine"] = engine
     params["runtime"]["dask"].update(n_workers=workers, memory_limit=memory_limit)
-    params["ingest"].update(source=str(data), format="parquet", read_options={}, blocksize="16MiB")
+    params["dataset"].update(source=str(data), format="parquet", read_options={})
+    params["runtime"]["dask"]["blocksize"] = "16MiB"
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -153,6 +154,7 @@ def step_commands(work: Path, params: Path, suites: dict[str, Path]) -> dict[str
         report=work / "fv.json",
         html=work / "fv.html",
         report_metrics=work / "fvm.json",
+        raw_suite=suites["raw"],
     )
     return {
         "ingest": [

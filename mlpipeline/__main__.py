@@ -1,5 +1,6 @@
 """``python -m mlpipeline <command> [options]``: the pipeline's commands for people.
 
+    init          adapt the repository to your own table (params.yaml and both suites)
     monitor       drift of a new batch against what the model was trained on
     predict       score a batch of raw rows with the registered champion (or a version)
     registry      lineage of a version, rollback, promotion by hand
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from mlpipeline import cli
 
 COMMANDS = {
+    "init": "mlpipeline.commands.init",
     "monitor": "mlpipeline.commands.monitor",
     "predict": "mlpipeline.commands.predict",
     "registry": "mlpipeline.commands.registry",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlpipeline.errors import PipelineError
 
@@ -24,14 +24,54 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class IngestParams(_Section):
+Task = Literal["regression", "binary", "multiclass"]
+
+
+class DatasetParams(_Section):
+    """What describes the data: where it is, what to predict, and how its columns are used.
+    Every other section keeps working defaults; ``python -m mlpipeline init`` writes this one."""
+
     source: str = Field(
         description="'package://<package>/<path>' for a data file shipped in an installed "
         "package, or a local path / URL to a CSV or Parquet file."
     )
     format: Literal["auto", "csv", "parquet"] = "auto"
     read_options: dict[str, Any] = Field(default_factory=dict)
-    blocksize: str = "64MiB"  # engine: dask — partition size, as bytes of the source file
+    target: str
+    task: Task = "regression"
+    categorical: list[str] = Field(default_factory=list)
+    drop: dict[str, str] = Field(default_factory=dict)  # column -> why the model never sees it
+    dates: list[str] = Field(default_factory=list)  # date columns, as numeric parts
+
+    @field_validator("drop", mode="before")
+    @classmethod
+    def _a_list_is_fine(cls, value: Any) -> Any:
+        return {str(c): "" for c in value} if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _each_column_has_one_role(self) -> DatasetParams:
+        roles = {"categorical": self.categorical, "drop": list(self.drop), "dates": self.dates}
+        for name, columns in roles.items():
+            if self.target in columns:
+                raise ValueError(f"the target '{self.target}' is also in dataset.{name}")
+        seen: dict[str, str] = {}
+        for name, columns in roles.items():
+            for column in columns:
+                if column in seen:
+                    raise ValueError(
+                        f"column '{column}' is in both dataset.{seen[column]} and "
+                        f"dataset.{name}: give it one role"
+                    )
+                seen[column] = name
+        return self
+
+
+class IngestParams(_Section):
+    """How ingest reads the source (from ``dataset``)."""
+
+    source: str
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    read_options: dict[str, Any] = Field(default_factory=dict)
 
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -48,6 +88,7 @@ class SuiteBuildParams(_Section):
     max_categories: Annotated[int, Field(ge=1)] = 50
     positive: list[str] = Field(default_factory=list)
     positive_tolerance: Fraction = 0.001
+    null_tolerance: Fraction = 0.05  # missing share allowed above the reference's own
     duplicate_tolerance: Fraction | None = 0.01
 
 
@@ -59,9 +100,10 @@ class ValidateParams(_Section):
 
 
 class FeaturizeParams(_Section):
-    target: str
+    target: str  # target, categorical, drop and dates come from the dataset section
     categorical: list[str] = Field(default_factory=list)
     drop: list[str] = Field(default_factory=list)
+    dates: list[str] = Field(default_factory=list)
     drop_duplicates: bool = True
     row_filters: list[str] = Field(default_factory=list)
     derived: dict[str, str] = Field(default_factory=dict)
@@ -69,10 +111,8 @@ class FeaturizeParams(_Section):
     stratify: bool = False  # keep the target's class proportions in both parts
 
     @model_validator(mode="after")
-    def _target_is_not_a_feature(self) -> FeaturizeParams:
-        if self.target in self.categorical or self.target in self.drop:
-            raise ValueError(f"target '{self.target}' is also listed in categorical or drop")
-        clash = set(self.derived) & ({self.target} | set(self.categorical))
+    def _derived_names_are_new(self) -> FeaturizeParams:
+        clash = set(self.derived) & ({self.target} | set(self.categorical) | set(self.dates))
         if clash:
             raise ValueError(f"derived feature names clash with input columns: {sorted(clash)}")
         return self
@@ -117,7 +157,6 @@ def _check_bounds(low: float, high: float, prior: str) -> None:
         raise ValueError(f"a log-uniform prior needs low > 0, got {low}")
 
 
-Task = Literal["regression", "binary", "multiclass"]
 AUTO = "auto"
 
 # LightGBM objectives and search metrics that fit each task; the first is the default ("auto").
@@ -157,7 +196,7 @@ class SearchParams(_Section):
 
 
 class TrainParams(_Section):
-    task: Task = "regression"
+    task: Task = "regression"  # from dataset.task
     positive_class: str | int | bool | None = None  # binary: the class F1 and curves are of
     objective: str = AUTO
     target_transform: Literal["none", "log1p"] = "none"
@@ -253,14 +292,15 @@ class PackageParams(_Section):
 class MonitorParams(_Section):
     """``python -m mlpipeline monitor``: a new batch against what the model was trained on."""
 
-    features_dir: str
-    predictions: str
-    model: str
-    suite: str
-    out_dir: str
+    raw: str = "data/raw/data.parquet"  # the reference: its rows of the training part
+    features_dir: str = "data/features"
+    predictions: str = "reports/plots/predictions.csv"  # the test set's: reference predictions
+    model: str = "models/pyfunc"
+    out_dir: str = "reports/monitor"
     bins: Annotated[int, Field(ge=2, le=100)] = 10
     psi_threshold: Annotated[float, Field(gt=0)] = 0.2
     prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    missing_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1  # change in share missing
 
 
 class DaskParams(_Section):
@@ -270,6 +310,7 @@ class DaskParams(_Section):
     n_workers: Annotated[int, Field(ge=0)] = 0  # LocalCluster worker processes; 0 = one per core
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
     memory_limit: str = "auto"  # per LocalCluster worker, e.g. 2GiB; auto = machine / workers
+    blocksize: str = "64MiB"  # partition size when reading the source (bytes of CSV or Parquet)
 
 
 class RuntimeParams(_Section):
@@ -282,16 +323,50 @@ class RuntimeParams(_Section):
     dask: DaskParams = Field(default_factory=DaskParams)
 
 
+# keys of the dataset section that the typed sections the code receives carry too
+FROM_DATASET = {
+    "ingest": ("source", "format", "read_options"),
+    "featurize": ("target", "categorical", "drop", "dates"),
+    "train": ("task",),
+}
+
+
 class Params(_Section):
+    """The whole file. ``dataset`` is what describes the data; its keys are also given to the
+    sections whose code needs them (``FROM_DATASET``: ``featurize.target``, ``train.task``,
+    ...), so each function receives one typed section — but in the file they are written once,
+    under ``dataset``."""
+
     seed: int
     engine: Literal["pandas", "dask"] = "pandas"
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    dataset: DatasetParams
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     featurize: FeaturizeParams
     train: TrainParams
     package: PackageParams
-    monitor: MonitorParams
+    monitor: MonitorParams = Field(default_factory=MonitorParams)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_the_dataset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("dataset"), dict):
+            return data
+        data, dataset = dict(data), data["dataset"]
+        for section, keys in FROM_DATASET.items():
+            given = dict(data.get(section) or {})
+            moved = [k for k in keys if k in given]
+            if moved:
+                raise ValueError(
+                    f"{', '.join(f'{section}.{k}' for k in moved)}: set "
+                    f"{', '.join(f'dataset.{k}' for k in moved)} instead"
+                )
+            values = {k: dataset[k] for k in keys if k in dataset}
+            if isinstance(values.get("drop"), dict):
+                values["drop"] = list(values["drop"])
+            data[section] = {**given, **values}
+        return data
 
     @model_validator(mode="after")
     def _gate_metrics_fit_the_task(self) -> Params:
@@ -345,6 +420,8 @@ def describe_errors(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged"))]
+        if len(loc) > 1 and loc[1] in FROM_DATASET.get(loc[0], ()):
+            continue  # a copy of a dataset key: its error is reported under dataset
         key = ".".join(loc) or "<top level>"
         if err["type"] == "extra_forbidden":
             section = ".".join(loc[:-1]) or "top level"

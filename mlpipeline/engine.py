@@ -8,7 +8,7 @@ partition on a cluster (``mlpipeline.dask``). A stage opens its engine once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -16,7 +16,7 @@ from typing import Protocol
 from mlpipeline.config import FeaturizeParams, IngestParams, Params
 from mlpipeline.expectations.validation import load_suite, run_suite
 from mlpipeline.io import describe, read_named, read_source, write_parquet, write_with
-from mlpipeline.names import SPEC_FILE, TEST_FILE, TRAIN_FILE
+from mlpipeline.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
 from mlpipeline.prepare import featurize_table
 from mlpipeline.search import Checkpoint, Trial
 from mlpipeline.training import Fitted, Target, fit, read_split
@@ -32,8 +32,16 @@ class Engine(Protocol):
         """GX's result of the suite on ``[NAME=]PATH`` tables (several stacked, ``label``
         naming each row's table)."""
 
-    def featurize(self, params: FeaturizeParams, seed: int, data: Path, out_dir: Path) -> dict:
-        """Clean, split and featurize ``data`` into ``out_dir``; return the row counts."""
+    def featurize(
+        self,
+        params: FeaturizeParams,
+        seed: int,
+        data: Path,
+        out_dir: Path,
+        never_missing: Collection[str],
+    ) -> dict:
+        """Clean, split and featurize ``data`` into ``out_dir``; return the row counts.
+        ``never_missing``: the inputs the served model refuses missing."""
 
     def fit(
         self,
@@ -57,14 +65,22 @@ class PandasEngine:
     def validate(self, tables: list[str], label: str, suite: Path, examples: int) -> dict:
         return run_suite(read_named(tables, label), load_suite(suite), examples)
 
-    def featurize(self, params: FeaturizeParams, seed: int, data: Path, out_dir: Path) -> dict:
+    def featurize(
+        self,
+        params: FeaturizeParams,
+        seed: int,
+        data: Path,
+        out_dir: Path,
+        never_missing: Collection[str],
+    ) -> dict:
         import pandas as pd
 
-        train, test, spec, counts = featurize_table(pd.read_parquet(data), params, seed)
-        write_parquet(train, out_dir / TRAIN_FILE)
-        write_parquet(test, out_dir / TEST_FILE)
-        write_with(spec.to_json, out_dir / SPEC_FILE)
-        return {**counts, "features": len(spec.features)}
+        prepared = featurize_table(pd.read_parquet(data), params, seed, never_missing)
+        write_parquet(prepared.train, out_dir / TRAIN_FILE)
+        write_parquet(prepared.test, out_dir / TEST_FILE)
+        write_parquet(prepared.test_rows, out_dir / TEST_ROWS_FILE)
+        write_with(prepared.spec.to_json, out_dir / SPEC_FILE)
+        return {**prepared.counts, "features": len(prepared.spec.features)}
 
     def fit(
         self,

@@ -1,10 +1,11 @@
 """The featurization shared by training and serving, so the two cannot drift apart.
 
 Raw rows in, model features out: categorical columns get the category levels learned on the
-training split (an unseen value becomes missing); derived features are numexpr expressions over
-the numeric input columns, from ``params.yaml`` (a division by zero becomes missing, not
-infinity). This module imports only pandas, numpy and numexpr because the packaged model loads
-it at serving time.
+training split (an unseen value becomes missing); date columns become numeric parts (year,
+month, day, day of week); derived features are numexpr expressions over the numeric inputs and
+date parts, from ``params.yaml`` (a division by zero becomes missing, not infinity). This
+module imports only pandas, numpy and numexpr because the packaged model loads it at serving
+time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ class FeatureError(ValueError):
     """Raw rows that cannot be featurized (for example, a missing input column)."""
 
 
+DATE_PARTS = ("year", "month", "day", "dayofweek")
+
+
+def date_features(column: str) -> list[str]:
+    """The features a date column becomes: ``<column>__year``, ``__month``, ..."""
+    return [f"{column}__{part}" for part in DATE_PARTS]
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Everything needed to turn raw rows into model features."""
@@ -31,23 +40,40 @@ class FeatureSpec:
     inputs: list[str]
     categories: dict[str, list[str]] = field(default_factory=dict)
     derived: dict[str, str] = field(default_factory=dict)
-    output: list[str] = field(default_factory=list)  # feature order; empty: inputs + derived
-    nullable: list[str] = field(default_factory=list)  # inputs with missing values in training
+    output: list[str] = field(default_factory=list)  # feature order; empty: all, in order
+    nullable: list[str] = field(default_factory=list)  # inputs that may be missing
+    dates: list[str] = field(default_factory=list)  # inputs read as dates (ISO 8601)
+    ignored: list[str] = field(default_factory=list)  # columns a request may carry, unused
 
     @property
     def features(self) -> list[str]:
-        return list(self.output) or [*self.inputs, *self.derived]
+        if self.output:
+            return list(self.output)
+        base = [f for c in self.inputs for f in (date_features(c) if c in self.dates else [c])]
+        return [*base, *self.derived]
 
     def select(self, features: list[str]) -> FeatureSpec:
-        """The smallest spec that produces exactly ``features``, in that order."""
-        unknown = [f for f in features if f not in self.inputs and f not in self.derived]
+        """The smallest spec that produces exactly ``features``, in that order (inputs it no
+        longer needs become ``ignored``: a request may still carry them)."""
+        parts = {f: c for c in self.dates for f in date_features(c)}
+        plain = [c for c in self.inputs if c not in self.dates]
+        unknown = [
+            f for f in features if f not in plain and f not in parts and f not in self.derived
+        ]
         if unknown:
             raise FeatureError(f"unknown feature(s): {', '.join(unknown)}")
         derived = {name: expr for name, expr in self.derived.items() if name in features}
-        inputs = [c for c in self.inputs if c in features or _used_by(c, derived)]
-        categories = {c: levels for c, levels in self.categories.items() if c in inputs}
-        nullable = [c for c in self.nullable if c in inputs]
-        return FeatureSpec(inputs, categories, derived, list(features), nullable)
+        used = set(features) | {parts[f] for f in features if f in parts}
+        inputs = [c for c in self.inputs if c in used or _used_by(c, derived)]
+        return FeatureSpec(
+            inputs=inputs,
+            categories={c: levels for c, levels in self.categories.items() if c in inputs},
+            derived=derived,
+            output=list(features),
+            nullable=[c for c in self.nullable if c in inputs],
+            dates=[c for c in self.dates if c in inputs],
+            ignored=[*self.ignored, *(c for c in self.inputs if c not in inputs)],
+        )
 
     def to_json(self, path: Path) -> None:
         """Write as JSON, keeping the order of ``derived`` (it is the feature order)."""
@@ -120,11 +146,14 @@ def check_request(
 ) -> pd.DataFrame:
     """Rows sent to the model, checked against what it was trained on.
 
-    Refuses, naming the columns and values: no rows, more than ``max_rows``, missing or
-    unexpected columns, text in a numeric column, a missing value in a column that had none in
-    training, and (``unseen="reject"``) a category value the training part did not have. With
-    ``unseen="missing"`` such a value is treated as missing. Returns the rows with numeric
-    columns as numbers. Works on each column's array: a 1-row request costs well under 1 ms.
+    Columns the model does not use but a whole row carries (the dropped columns, the target:
+    ``spec.ignored``) are accepted and ignored. Refuses, naming the columns and values: no rows,
+    more than ``max_rows``, missing or unknown columns, text in a numeric column, a date that
+    does not read as one, a missing value in a column the raw suite declares never missing,
+    and (``unseen="reject"``) a category value the training part did not have. With
+    ``unseen="missing"`` such a value is treated as missing. Returns the model's input columns,
+    numeric ones as numbers. Works on each column's array: a 1-row request costs well under
+    1 ms.
     """
     if len(raw) == 0:
         raise FeatureError("the request holds no rows")
@@ -145,7 +174,7 @@ def check_request(
 def _input_columns(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """The request's columns in the model's order; a missing or unexpected one is refused."""
     missing = [c for c in spec.inputs if c not in raw.columns]
-    extra = [str(c) for c in raw.columns if c not in spec.inputs]
+    extra = [str(c) for c in raw.columns if c not in spec.inputs and c not in spec.ignored]
     if missing or extra:
         raise FeatureError(
             "; ".join(
@@ -165,7 +194,12 @@ def _column_problems(
     values = rows[column]
     absent = pd.isna(values.to_numpy())
     problems, number = [], None
-    if column not in spec.categories:
+    if column in spec.dates:
+        wrong = parse_dates(values).isna().to_numpy() & ~absent
+        if wrong.any():
+            examples = _examples(rows, column, wrong)
+            problems.append(f"column '{column}' must be a date (ISO 8601), got {examples}")
+    elif column not in spec.categories:
         if values.dtype.kind not in "iuf":  # text, objects or booleans: must read as numbers
             number = pd.to_numeric(values, errors="coerce")
             wrong = number.isna().to_numpy() & ~absent
@@ -183,7 +217,7 @@ def _column_problems(
     if absent.any() and column not in spec.nullable:
         problems.append(
             f"column '{column}' has missing values (rows {_rows(absent)}); "
-            "the model was trained without any"
+            "the data's suite declares it never missing"
         )
     return problems, number
 
@@ -217,12 +251,13 @@ def _examples(rows: pd.DataFrame, column: str, mask: np.ndarray, limit: int = 5)
 
 def build_features(raw: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Turn raw rows into the model's feature frame, in ``spec.features`` order."""
-    codes, _, derived = _encode(raw, spec)
-    out = raw.loc[:, spec.inputs].copy()
+    codes, numeric, derived = _encode(raw, spec)
+    out = raw.loc[:, [c for c in spec.inputs if c not in spec.dates]].copy()
     for column, levels in spec.categories.items():
         out[column] = pd.Categorical.from_codes(codes[column], categories=levels)
-    for name, values in derived.items():
-        out[name] = values
+    for name, values in (numeric | derived).items():
+        if name not in out:  # date parts and derived features
+            out[name] = values
     return out[spec.features]
 
 
@@ -246,7 +281,8 @@ def _encode(
     raw: pd.DataFrame, spec: FeatureSpec
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """What both feature forms are made of: each categorical input's level positions (-1:
-    missing or unseen), the numeric inputs as float arrays, and the derived features."""
+    missing or unseen), the numeric inputs and date parts as float arrays, and the derived
+    features."""
     missing = [c for c in spec.inputs if c not in raw.columns]
     if missing:
         raise FeatureError(f"input is missing column(s): {', '.join(missing)}")
@@ -254,13 +290,34 @@ def _encode(
     numeric = {
         c: raw[c].to_numpy(dtype=float, na_value=np.nan)
         for c in spec.inputs
-        if c not in spec.categories and pd.api.types.is_numeric_dtype(raw[c])
+        if c not in spec.categories
+        and c not in spec.dates
+        and pd.api.types.is_numeric_dtype(raw[c])
     }
+    for column in spec.dates:
+        numeric |= date_parts(raw[column], column)
     derived = {
         name: _evaluate(name, expression, numeric, len(raw))
         for name, expression in spec.derived.items()
     }
     return codes, numeric, derived
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Dates and times as ISO 8601 text (or already as datetimes); unreadable: NaT."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values, format="ISO8601", errors="coerce")
+
+
+def date_parts(values: pd.Series, column: str) -> dict[str, np.ndarray]:
+    """A date column's numeric parts, by feature name (missing or unreadable: NaN)."""
+    dates = parse_dates(values).dt
+    found = [dates.year, dates.month, dates.day, dates.dayofweek]
+    return {
+        name: part.to_numpy(dtype=float, na_value=np.nan)
+        for name, part in zip(date_features(column), found, strict=True)
+    }
 
 
 def _evaluate(name: str, expression: str, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:

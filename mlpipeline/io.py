@@ -34,10 +34,10 @@ def resolve_source(source: str) -> str:
     package, _, relative = source.removeprefix(PACKAGE_SCHEME).partition("/")
     spec = importlib.util.find_spec(package) if package else None
     if spec is None or spec.origin is None:
-        raise PipelineError(f"ingest.source: package '{package}' is not installed ({source})")
+        raise PipelineError(f"dataset.source: package '{package}' is not installed ({source})")
     path = Path(spec.origin).parent / relative
     if not path.is_file():
-        raise PipelineError(f"ingest.source: {source} does not exist (looked at {path})")
+        raise PipelineError(f"dataset.source: {source} does not exist (looked at {path})")
     return str(path)
 
 

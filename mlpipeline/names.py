@@ -6,6 +6,7 @@ from __future__ import annotations
 # featurize's output folder
 TRAIN_FILE = "train.parquet"
 TEST_FILE = "test.parquet"
+TEST_ROWS_FILE = "test_rows.parquet"  # the test part's raw rows: what the gate scores models on
 SPEC_FILE = "spec.json"
 
 # train's model folder

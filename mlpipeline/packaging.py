@@ -32,8 +32,7 @@ from mlpipeline.names import (
     CHAMPION,
     MODEL_ARTIFACT,
     SHIPPED_FEATURES,
-    SPEC_FILE,
-    TEST_FILE,
+    TEST_ROWS_FILE,
 )
 from mlpipeline.registry import (
     SPLIT_DEFINITION_TAG,
@@ -88,10 +87,9 @@ def code_package(folder: Path) -> Path:
 
 
 def held_out_rows(features_dir: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
-    """The test part as raw input rows (every input column featurize kept) and the target."""
-    inputs = FeatureSpec.from_json(features_dir / SPEC_FILE).inputs
-    test = pd.read_parquet(features_dir / TEST_FILE, columns=[*inputs, target])
-    return test[inputs], test[target]
+    """The test part's raw rows, whole (as a scoring job sends them), and the target."""
+    rows = pd.read_parquet(features_dir / TEST_ROWS_FILE)
+    return rows, rows[target]
 
 
 def held_out_quality(output: Any, actual: pd.Series, task: str) -> dict[str, float]:

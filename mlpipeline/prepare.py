@@ -11,6 +11,8 @@ with category levels learned on the training part only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,34 +102,68 @@ def _stratified_test_rows(labels: pd.Series, n_test: int, seed: int) -> np.ndarr
     return test
 
 
-def make_spec(train: pd.DataFrame, params: FeaturizeParams) -> FeatureSpec:
-    """The feature spec: input columns, category levels from the training part, derived features."""
-    check_columns(list(train.columns), params)
+def make_spec(
+    train: pd.DataFrame, params: FeaturizeParams, never_missing: Collection[str] = ()
+) -> FeatureSpec:
+    """The feature spec: input columns, category levels from the training part, date and
+    derived features, and the inputs that may be missing (all but ``never_missing``: what the
+    raw suite declares never null)."""
+    check_columns(train.dtypes, params)
     return spec_from(
-        list(train.columns),
-        category_levels(train, params.categorical),
-        [c for c in train.columns if train[c].isna().any()],
-        params,
+        list(train.columns), category_levels(train, params.categorical), never_missing, params
     )
 
 
-def check_columns(columns: list[str], params: FeaturizeParams) -> None:
-    unknown = [c for c in [params.target, *params.categorical, *params.drop] if c not in columns]
-    if unknown:
-        raise PipelineError(f"featurize: columns named in params are not in the data: {unknown}")
+def check_columns(dtypes: pd.Series, params: FeaturizeParams) -> None:
+    """Every column params name is in the data, and every text input has a role; else the
+    error names the key to change."""
+    named = {
+        "dataset.target": [params.target],
+        "dataset.categorical": params.categorical,
+        "dataset.drop": params.drop,
+        "dataset.dates": params.dates,
+    }
+    for key, columns in named.items():
+        unknown = [c for c in columns if c not in dtypes.index]
+        if unknown:
+            raise PipelineError(
+                f"{key} names column(s) the data does not have: {unknown} (the data has: "
+                f"{list(dtypes.index)}): fix {key}, or run `python -m mlpipeline init`"
+            )
+    text = [c for c in plain_inputs(list(dtypes.index), params) if is_text(dtypes[c])]
+    if text:
+        raise PipelineError(
+            f"column(s) {text} hold text or dates but are in none of dataset.categorical, "
+            "dataset.dates or dataset.drop: add each to one of them (`python -m mlpipeline "
+            "init` proposes which)"
+        )
+
+
+def is_text(dtype: Any) -> bool:
+    """Neither a number nor a boolean (text, dates, categories): what an input column can be
+    only with a role in the dataset section."""
+    return not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
+
+
+def plain_inputs(columns: list[str], params: FeaturizeParams) -> list[str]:
+    """The plain (numeric) inputs: the columns without the target, the dropped ones and
+    those with a role (categorical, dates), in table order."""
+    skip = {params.target, *params.drop, *params.categorical, *params.dates}
+    return [c for c in columns if c not in skip]
 
 
 def spec_from(
-    columns: list[str], categories: dict, with_missing: list[str], params: FeaturizeParams
+    columns: list[str], categories: dict, never_missing: Collection[str], params: FeaturizeParams
 ) -> FeatureSpec:
-    """The feature spec from what the training part holds: its columns, the categorical
-    columns' levels, and the columns with missing values."""
+    """The feature spec from the table's columns and the categorical columns' levels."""
     inputs = [c for c in columns if c != params.target and c not in params.drop]
     return FeatureSpec(
         inputs=inputs,
         categories=categories,
         derived=dict(params.derived),
-        nullable=[c for c in inputs if c in with_missing],
+        nullable=[c for c in inputs if c not in never_missing],
+        dates=[c for c in inputs if c in params.dates],
+        ignored=[c for c in columns if c not in inputs],
     )
 
 
@@ -140,14 +176,27 @@ def featurize(frame: pd.DataFrame, spec: FeatureSpec, target: str) -> pd.DataFra
     return features.assign(**{target: frame[target].to_numpy()})
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A table ready for training: the train and test features, the test part's raw rows
+    (whole, as a scoring job sends them), the feature spec and the row counts."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    test_rows: pd.DataFrame
+    spec: FeatureSpec
+    counts: dict[str, Any]
+
+
 def featurize_table(
-    raw: pd.DataFrame, params: FeaturizeParams, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame, FeatureSpec, dict[str, Any]]:
-    """Clean, split and featurize a whole table in memory: train, test, spec and row counts."""
+    raw: pd.DataFrame, params: FeaturizeParams, seed: int, never_missing: Collection[str] = ()
+) -> Prepared:
+    """Clean, split and featurize a whole table in memory."""
+    check_columns(raw.dtypes, params)
     cleaned, removed = clean(raw, params)
     stratify_by = params.target if params.stratify else None
     train_raw, test_raw = split(cleaned, params.test_size, seed, stratify_by)
-    spec = make_spec(train_raw, params)
+    spec = make_spec(train_raw, params, never_missing)
     train = featurize(train_raw, spec, params.target)
     test = featurize(test_raw, spec, params.target)
     counts = {
@@ -156,4 +205,4 @@ def featurize_table(
         "train_rows": len(train),
         "test_rows": len(test),
     }
-    return train, test, spec, counts
+    return Prepared(train, test, test_raw, spec, counts)

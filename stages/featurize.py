@@ -5,7 +5,9 @@ Cleaning follows params (``featurize.drop_duplicates``, ``featurize.row_filters`
 row's part follows a seeded hash of its values (``featurize.test_size``, ``seed``); features
 come from the same function the packaged model runs. The train and test features are
 validated together (stacked, with a ``split`` column) against ``validate.features_suite``:
-the stage either writes validated features or stops with the report, writing none.
+the stage either writes validated features or stops with the report, writing none. Which
+inputs the model accepts missing follows the raw suite (``validate.suite``): those it does not
+declare never null.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from pathlib import Path
 from mlpipeline import cli
 from mlpipeline.config import Params, load_params
 from mlpipeline.engine import Engine, open_engine
+from mlpipeline.expectations.suite import never_missing
 from mlpipeline.expectations.validation import (
     ReportPaths,
     build_report,
+    check_suite_fits,
     raise_on_failures,
     write_report,
 )
-from mlpipeline.io import atomic_dir, write_json
+from mlpipeline.io import atomic_dir, read_json, write_json
 from mlpipeline.names import SPEC_FILE, TEST_FILE, TRAIN_FILE
 from mlpipeline.tracking import stage_run
 
@@ -39,6 +43,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, required=True, help="train/test/spec go here")
     parser.add_argument("--metrics", type=Path, required=True, help="row counts JSON")
     parser.add_argument("--suite", type=Path, required=True, help="features suite JSON")
+    parser.add_argument(
+        "--raw-suite", type=Path, required=True, help="raw suite: what may be missing"
+    )
     parser.add_argument("--report", type=Path, required=True, help="validation JSON report")
     parser.add_argument("--html", type=Path, required=True, help="validation HTML report")
     parser.add_argument("--report-metrics", type=Path, required=True, help="validation counts")
@@ -50,9 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = load_params(args.params)
     logged = {"featurize": params.featurize, "seed": params.seed}
     inputs = {"raw": args.data, "suite": args.suite}
+    never = never_missing(read_json(args.raw_suite))
     with stage_run("featurize", logged, inputs=inputs) as run, open_engine(params) as engine:
         with atomic_dir(args.out_dir) as staging:  # replaces out_dir only if the checks pass
-            counts = engine.featurize(params.featurize, params.seed, args.data, staging)
+            counts = engine.featurize(params.featurize, params.seed, args.data, staging, never)
             report = check_features(engine, params, args, staging)
             run.log_metrics({**counts, "validation": report["statistics"]})
             run.log_artifact(args.report)
@@ -67,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def staged_columns(staging: Path) -> list[str]:
+    """The staged features' columns, and the split label the suite sees them with."""
+    import pyarrow.parquet as pq
+
+    return [*pq.ParquetDataset(staging / TRAIN_FILE).schema.names, SPLIT_LABEL]
+
+
 def paths_of(args: argparse.Namespace) -> ReportPaths:
     return ReportPaths(args.report, args.html, args.report_metrics)
 
@@ -75,6 +90,7 @@ def check_features(engine: Engine, params: Params, args: argparse.Namespace, sta
     """The features suite's report on the staged train and test parts (written, not judged)."""
     parts = [f"train={staging / TRAIN_FILE}", f"test={staging / TEST_FILE}"]
     examples = params.validate_.result_examples
+    check_suite_fits(args.suite, staged_columns(staging), "validate.features_suite")
     report = build_report(engine.validate(parts, SPLIT_LABEL, args.suite, examples), args.suite)
     write_report(report, paths_of(args), f"Validation: {args.suite.name}")
     return report

@@ -1,6 +1,6 @@
 """Stage ``ingest``: read the source table named in params, write it as Parquet.
 
-The source (``ingest.source``) is ``package://<package>/<path>`` (a data file shipped inside
+The source (``dataset.source``) is ``package://<package>/<path>`` (a data file shipped inside
 an installed Python package) or any local path or URL that pandas and fsspec read, as CSV or
 Parquet. Besides the data it writes a metadata file: source, row count, schema, content hash.
 """

@@ -17,6 +17,7 @@ from mlpipeline.engine import open_engine
 from mlpipeline.expectations.validation import (
     ReportPaths,
     build_report,
+    check_suite_fits,
     raise_on_failures,
     write_report,
 )
@@ -34,12 +35,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def table_columns(path: Path) -> list[str]:
+    """The columns of a Parquet table (a file, or a folder of parts with engine: dask)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetDataset(path).schema.names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     params = load_params(args.params)
     paths = ReportPaths(args.report, args.html, args.metrics)
     inputs = {"suite": args.suite, "data.0": args.data}
     with stage_run("validate", params.validate_, inputs=inputs) as run:
+        check_suite_fits(args.suite, table_columns(args.data), "validate.suite")
         with open_engine(params) as engine:
             examples = params.validate_.result_examples
             result = engine.validate([str(args.data)], "split", args.suite, examples)

@@ -24,20 +24,20 @@ def make_params(
 ) -> dict[str, Any]:
     """A complete, valid params tree for a table at ``source``: every section, small search."""
     return {
+        "dataset": {
+            "source": source,
+            "target": target,
+            "task": task,
+            "categorical": categorical or [],
+        },
         "seed": 42,
-        "ingest": {"source": source},
         "validate": {
             "suite": "expectations/raw.json",
             "features_suite": "expectations/features.json",
         },
-        "featurize": {
-            "target": target,
-            "categorical": categorical or [],
-            "stratify": task != "regression",
-        },
+        "featurize": {"stratify": task != "regression"},
         "runtime": {"num_threads": 1, "search_jobs": 1},
         "train": {
-            "task": task,
             "feature_sets": {"all": features},
             "search": {
                 "n_calls": 2,
@@ -47,13 +47,6 @@ def make_params(
             },
         },
         "package": {"model_name": "test-model", "gate": {"thresholds": {}}},
-        "monitor": {
-            "features_dir": "data/features",
-            "predictions": "reports/plots/predictions.csv",
-            "model": "models/pyfunc",
-            "suite": "expectations/raw.json",
-            "out_dir": "reports/monitor",
-        },
     }
 
 

@@ -8,7 +8,8 @@
 ``NAME=PATH`` references are stacked with a ``split`` column. ``--featurize`` builds the
 features suite from the raw table: it is cleaned, split and featurized as the featurize stage
 does (``featurize`` and ``seed`` in params), and the suite describes the train and test parts
-(stacked, with the ``split`` column the stage checks). Thresholds come from ``validate.build``
+(stacked, with the ``split`` column the stage checks); which inputs may be missing follows the
+raw suite (``validate.suite``), so build that one first. Thresholds come from ``validate.build``
 in params. The same data gives the same bytes.
 """
 
@@ -16,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from mlpipeline.config import Params, load_params
-from mlpipeline.expectations.suite import build_suite, to_json
+from mlpipeline.expectations.suite import build_suite, never_missing, to_json
 from mlpipeline.expectations.validation import parse_suite
-from mlpipeline.io import read_named, write_text
+from mlpipeline.io import read_json, read_named, write_text
 from mlpipeline.prepare import featurize_table
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = load_params(args.params)
     reference = read_named(args.reference, args.label)
     if args.featurize:
-        reference = featurized_parts(reference, params, args.label)
+        raw_suite = read_json(Path(params.validate_.suite))
+        reference = featurized_parts(reference, params, args.label, never_missing(raw_suite))
     suite = build_suite(reference, args.out.stem, params.validate_.build)
     parse_suite(suite, args.out)  # refuse to write what would not load
     write_text(to_json(suite), args.out)
@@ -59,9 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def featurized_parts(raw: pd.DataFrame, params: Params, label: str) -> pd.DataFrame:
+def featurized_parts(
+    raw: pd.DataFrame, params: Params, label: str, never: Collection[str]
+) -> pd.DataFrame:
     """The train and test features of a raw table, as the featurize stage makes and checks
-    them: stacked, ``label`` naming each row's part."""
-    train, test, _, _ = featurize_table(raw, params.featurize, params.seed)
-    parts = [train.assign(**{label: "train"}), test.assign(**{label: "test"})]
+    them (``never``: the inputs the raw suite declares never missing): stacked, ``label``
+    naming each row's part."""
+    prepared = featurize_table(raw, params.featurize, params.seed, never)
+    parts = [prepared.train.assign(**{label: "train"}), prepared.test.assign(**{label: "test"})]
     return pd.concat(parts, ignore_index=True)

@@ -1,10 +1,12 @@
 """``python -m mlpipeline monitor <batch>``: a new batch against what the model was trained on.
 
-Runs the raw suite (without its row-count and target checks), the population stability index
-(PSI) of every model feature against the training split, and the PSI of the packaged model's
-predictions against its test-set predictions; writes ``<monitor.out_dir>/<batch>.json`` and
-``.html`` and logs them to MLflow. Exit code: 0 no drift, 1 drift (the message names the
-columns), 2 invalid batch (unreadable, missing columns, wrong types, forbidden values).
+Runs the raw suite (without its row-count checks; the target and the dropped columns may be
+there or not), the population stability index (PSI) of every model feature against the raw
+rows of the training part, the change of each input's share of missing values, and the PSI of
+the packaged model's predictions against its test-set predictions; writes
+``<monitor.out_dir>/<batch>.json`` and ``.html`` and logs them to MLflow. Exit code: 0 no
+drift, 1 drift (the message names the columns), 2 invalid batch (unreadable, missing columns,
+wrong types, forbidden values).
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from mlpipeline.monitoring import INVALID, drift_report, read_batch, render_html
 from mlpipeline.tracking import stage_run
 
 
+def drift_metrics(report: dict) -> dict[str, float]:
+    """PSI per feature and of the predictions, and each input's change in missing share."""
+    found = {f"psi.{d['column']}": d["psi"] for d in report["features"]}
+    if report["predictions"]:
+        found["psi.predictions"] = report["predictions"]["psi"]
+    changes = {f"missing.{m['column']}": m["batch"] - m["reference"] for m in report["missing"]}
+    return found | changes
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlpipeline monitor", description=__doc__)
     parser.add_argument("batch", help="CSV or Parquet file (path, URL or package://)")
@@ -31,19 +42,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    all_params = load_params(args.params)
-    params, target = all_params.monitor, all_params.featurize.target
-    batch = read_batch(args.batch).drop(columns=[target], errors="ignore")
-    out = Path(params.out_dir) / Path(args.batch).name.split(".")[0]
+    params = load_params(args.params)
+    batch = read_batch(args.batch, params.dataset)
+    out = Path(params.monitor.out_dir) / Path(args.batch).name.split(".")[0]
     inputs = {"batch": Path(args.batch)} if Path(args.batch).is_file() else {}
-    with stage_run("monitor", params, inputs=inputs, pipeline=False) as run:
-        report = drift_report(batch, args.batch, params, target)
+    with stage_run("monitor", params.monitor, inputs=inputs, pipeline=False) as run:
+        report = drift_report(batch, args.batch, params)
         write_json(report, out.with_suffix(".json"))
         write_text(render_html(report), out.with_suffix(".html"))
-        psi = {f"psi.{d['column']}": d["psi"] for d in report["features"]}
-        if report["predictions"]:
-            psi["psi.predictions"] = report["predictions"]["psi"]
-        run.log_metrics({"exit_code": report["exit_code"], **psi})
+        run.log_metrics({"exit_code": report["exit_code"], **drift_metrics(report)})
         run.log_artifact(out.with_suffix(".json"))
         run.log_artifact(out.with_suffix(".html"))
     print(format_table(findings(report["validation"])), file=sys.stderr)  # noqa: T201

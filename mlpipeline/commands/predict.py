@@ -1,8 +1,9 @@
 """``python -m mlpipeline predict --input rows.csv --output scored.parquet``: batch scoring.
 
-The input (CSV or Parquet: a path, URL or ``package://``) is first checked against the raw
-suite, without its row-count and target checks, as ``monitor`` does; a target column,
-if present, is kept in the output and not used. A batch that breaks a critical check other
+The input (CSV or Parquet: a path, URL or ``package://``, read with ``dataset.read_options``)
+is first checked against the raw suite, without its row-count checks, as ``monitor`` does; the
+target and the dropped columns (``dataset.drop``) may be there or not: they are kept in the
+output and not used. A batch that breaks a critical check other
 than a distribution check (a missing column, a wrong type, a forbidden value) is refused with
 the table of findings and exit code 2; drifted distributions are reported and scoring goes on
 (``python -m mlpipeline monitor`` writes the drift report). The rows are then scored with the
@@ -26,7 +27,7 @@ from mlpipeline.config import load_params
 from mlpipeline.errors import PipelineError
 from mlpipeline.expectations.validation import findings, format_table
 from mlpipeline.io import write_parquet
-from mlpipeline.monitoring import INVALID, check_batch, read_batch, verdict
+from mlpipeline.monitoring import INVALID, check_batch, optional_columns, read_batch, verdict
 from mlpipeline.names import CHAMPION
 from mlpipeline.tracking import connect, repo_root
 
@@ -67,12 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     params = load_params(args.params)
-    target = params.featurize.target
-    rows = read_batch(args.input)
-    inputs = rows.drop(columns=[target], errors="ignore")  # a labelled file may be scored too
-    validation = check_batch(
-        inputs, params.validate_.suite, target, params.validate_.result_examples
-    )
+    rows = read_batch(args.input, params.dataset)  # whole rows: the target, dropped columns too
+    examples = params.validate_.result_examples
+    validation = check_batch(rows, params.validate_.suite, optional_columns(params), examples)
     code, named = verdict(validation, [])
     if code == INVALID or named:
         print(format_table(findings(validation)), file=sys.stderr)  # noqa: T201 - the findings
@@ -84,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = model_uri(params.package.model_name, args.version, args.model)
     try:
         model = mlflow.pyfunc.load_model(uri)
-        predictions = score(model, inputs, params.package.max_batch_rows)
+        predictions = score(model, rows, params.package.max_batch_rows)
     except MlflowException as exc:
         raise PipelineError(f"predict: {uri}: {exc.message}", exit_code=INVALID) from exc
     out = pd.concat([rows.reset_index(drop=True), predictions], axis=1)

@@ -117,7 +117,7 @@ def cluster_failure(task: Any, waited: float | None, params: DaskParams) -> str:
     none was left (or ever joined) for ``waited`` seconds."""
     advice = (
         f"most likely out of memory (runtime.dask.memory_limit: {params.memory_limit}); give "
-        f"them more memory or read smaller partitions (ingest.blocksize)"
+        f"them more memory or read smaller partitions (runtime.dask.blocksize)"
     )
     if waited is None:
         return f"dask: workers died running {task!r}, {advice}"
@@ -178,7 +178,7 @@ def read_error(exc: BaseException) -> str:
         for c, found, expected in rows
     )
     fix = ", ".join(f"{c}: {found}" for c, found, _ in rows)
-    return f"{named} (set ingest.read_options: {{dtype: {{{fix}}}}})"
+    return f"{named} (set dataset.read_options: {{dtype: {{{fix}}}}})"
 
 
 def first_line(exc: BaseException) -> str:

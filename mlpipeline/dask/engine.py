@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,24 @@ from mlpipeline.training import Fitted, Target
 class DaskEngine:
     """Partitioned Parquet in and out; validation per partition, merged; trials as tasks."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, client: Any, settings: DaskParams) -> None:
+        self.client, self.settings = client, settings
 
     def ingest(self, params: IngestParams, out: Path) -> dict:
-        return ingest_partitioned(params, out)
+        return ingest_partitioned(params, self.settings.blocksize, out)
 
     def validate(self, tables: list[str], label: str, suite: Path, examples: int) -> dict:
         return validate_partitioned(read_tables(tables, label), read_json(suite), examples)
 
-    def featurize(self, params: FeaturizeParams, seed: int, data: Path, out_dir: Path) -> dict:
-        return featurize_partitioned(params, seed, data, out_dir)
+    def featurize(
+        self,
+        params: FeaturizeParams,
+        seed: int,
+        data: Path,
+        out_dir: Path,
+        never_missing: Collection[str],
+    ) -> dict:
+        return featurize_partitioned(params, seed, data, out_dir, never_missing)
 
     def fit(
         self,
@@ -62,4 +69,4 @@ def read_tables(tables: list[str], label: str) -> Any:
 @contextmanager
 def dask_engine(params: DaskParams) -> Iterator[DaskEngine]:
     with cluster.dask_client(params) as client:
-        yield DaskEngine(client)
+        yield DaskEngine(client, params)

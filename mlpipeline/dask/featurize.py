@@ -5,6 +5,7 @@ category levels from the training rows of all partitions."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from mlpipeline.config import FeaturizeParams
 from mlpipeline.dask import cluster, repeats
 from mlpipeline.errors import PipelineError
 from mlpipeline.io import write_with
-from mlpipeline.names import SPEC_FILE
+from mlpipeline.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
 from mlpipeline.prepare import check_columns, clean, featurize, in_test_part, spec_from
 
 TEST_COLUMN = "__test__"
@@ -36,13 +37,15 @@ def _clean_rows(frame: pd.DataFrame, params: FeaturizeParams) -> tuple[pd.DataFr
     return clean(frame, params.model_copy(update={"drop_duplicates": False}))
 
 
-def featurize_partitioned(params: FeaturizeParams, seed: int, data: Path, out_dir: Path) -> dict:
+def featurize_partitioned(
+    params: FeaturizeParams, seed: int, data: Path, out_dir: Path, never_missing: Collection[str]
+) -> dict:
     """Clean, split and featurize with Dask: each partition through the same functions."""
     import dask
     import dask.dataframe as dd
 
     raw = cluster.read_parquet(data)
-    check_columns(list(raw.columns), params)
+    check_columns(raw.dtypes, params)
     deduped = repeats.drop_duplicates(raw) if params.drop_duplicates else raw
     tagged = deduped.map_partitions(
         clean_tagged,
@@ -59,7 +62,7 @@ def featurize_partitioned(params: FeaturizeParams, seed: int, data: Path, out_di
         tagged.to_parquet(str(staging), write_index=False, compute=False),
     )
     try:
-        counts = write_features(dd.read_parquet(str(staging)), params, out_dir)
+        counts = write_features(dd.read_parquet(str(staging)), params, out_dir, never_missing)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     totals = {"duplicates": rows_in - kept} if params.drop_duplicates else {}
@@ -67,15 +70,16 @@ def featurize_partitioned(params: FeaturizeParams, seed: int, data: Path, out_di
     return {"rows_in": rows_in, "rows_removed": totals, **counts}
 
 
-def write_features(tagged: Any, params: FeaturizeParams, out_dir: Path) -> dict:
+def write_features(
+    tagged: Any, params: FeaturizeParams, out_dir: Path, never_missing: Collection[str]
+) -> dict:
     """The spec from the training rows, then both parts featurized partition by partition."""
     import dask
 
     train_raw = tagged[~tagged[TEST_COLUMN]].drop(columns=TEST_COLUMN)
     test_raw = tagged[tagged[TEST_COLUMN]].drop(columns=TEST_COLUMN)
-    levels, missing, n_train, n_test = dask.compute(
+    levels, n_train, n_test = dask.compute(
         {c: train_raw[c].dropna().astype(str).unique() for c in params.categorical},
-        train_raw.isna().any(),
         train_raw.shape[0],
         test_raw.shape[0],
     )
@@ -84,9 +88,10 @@ def write_features(tagged: Any, params: FeaturizeParams, out_dir: Path) -> dict:
             f"featurize: {n_train + n_test} rows cannot be split with test_size={params.test_size}"
         )
     categories = {c: sorted(values.tolist()) for c, values in levels.items()}
-    spec = spec_from(list(train_raw.columns), categories, list(missing[missing].index), params)
-    for name, part in (("train", train_raw), ("test", test_raw)):
+    spec = spec_from(list(train_raw.columns), categories, never_missing, params)
+    for name, part in ((TRAIN_FILE, train_raw), (TEST_FILE, test_raw)):
         features = part.map_partitions(featurize, spec, params.target)
-        cluster.write_parquet(features, out_dir / f"{name}.parquet")
+        cluster.write_parquet(features, out_dir / name)
+    cluster.write_parquet(test_raw, out_dir / TEST_ROWS_FILE)
     write_with(spec.to_json, out_dir / SPEC_FILE)
     return {"train_rows": n_train, "test_rows": n_test, "features": len(spec.features)}

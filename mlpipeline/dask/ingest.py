@@ -40,11 +40,11 @@ def _row_hashes(part: pd.DataFrame) -> bytes:
     return pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes()
 
 
-def ingest_partitioned(params: IngestParams, out: Path) -> dict:
+def ingest_partitioned(params: IngestParams, blocksize: str, out: Path) -> dict:
     """Read the source with Dask and write it as partitioned Parquet; return its metadata."""
     location = resolve_source(params.source)
     fmt = source_format(location, params.format)
-    frame = cluster.read_source(location, fmt, params.read_options, params.blocksize)
+    frame = cluster.read_source(location, fmt, params.read_options, blocksize)
     try:
         cluster.write_parquet(frame, out)
     except PipelineError:

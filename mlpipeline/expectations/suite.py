@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipeline.config import SuiteBuildParams
+from mlpipeline.errors import PipelineError
 from mlpipeline.io import frame_hash
 
 CRITICAL = "critical"
@@ -114,6 +115,30 @@ def categorical_expectations(name: str, series: pd.Series, build: SuiteBuildPara
     return out
 
 
+def null_expectations(name: str, series: pd.Series, build: SuiteBuildParams) -> list[dict]:
+    """Never missing, if the reference has no missing value; else missing in at most its
+    share plus ``null_tolerance`` of the rows (``mostly``)."""
+    share = float(series.isna().mean())
+    if share == 0:
+        return [_expectation("column_values_to_not_be_null", column=name)]
+    if share == 1:
+        return []
+    mostly = _round(max(0.0, 1 - share - build.null_tolerance))
+    return [_expectation("column_values_to_not_be_null", column=name, mostly=mostly)]
+
+
+def never_missing(suite: dict) -> list[str]:
+    """The columns a suite declares never missing (a critical not-null expectation without a
+    ``mostly`` below 1): what the served model refuses missing."""
+    return sorted(
+        entry["kwargs"]["column"]
+        for entry in suite["expectations"]
+        if entry["type"] == "expect_column_values_to_not_be_null"
+        and entry.get("severity", CRITICAL) == CRITICAL
+        and entry["kwargs"].get("mostly", 1.0) >= 1.0
+    )
+
+
 def _weights(counts: np.ndarray) -> list[float]:
     weights = [_round(c) for c in counts / counts.sum()]
     weights[-1] = _round(1 - sum(weights[:-1]))  # rounding must not break "sums to 1"
@@ -132,11 +157,16 @@ def _kl(name: str, partition: dict, build: SuiteBuildParams) -> dict:
 
 def build_suite(frame: pd.DataFrame, name: str, build: SuiteBuildParams) -> dict:
     """The suite describing ``frame``, as a JSON-ready dict."""
+    unknown = [c for c in build.positive if c not in frame.columns]
+    if unknown:
+        raise PipelineError(
+            f"validate.build.positive names column(s) the data does not have: {unknown} "
+            f"(the data has: {list(frame.columns)}): fix validate.build.positive"
+        )
     expectations = table_expectations(frame, build)
     for column in frame.columns:
         series = frame[column]
-        if series.notna().all():
-            expectations.append(_expectation("column_values_to_not_be_null", column=column))
+        expectations += null_expectations(column, series, build)
         if series.isna().all():
             continue
         if is_categorical(series, build.max_categories):

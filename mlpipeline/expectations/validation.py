@@ -206,6 +206,31 @@ def format_table(rows: list[Finding]) -> str:
     return "\n".join(lines)
 
 
+def suite_columns(spec: dict) -> list[str]:
+    """The columns a suite describes: its column-list expectation, or the columns named."""
+    for entry in spec["expectations"]:
+        kwargs = entry.get("kwargs", {})
+        if "column_list" in kwargs and entry["type"].startswith("expect_table_columns"):
+            return list(kwargs["column_list"])
+        if "column_set" in kwargs:
+            return list(kwargs["column_set"])
+    return sorted({e["kwargs"]["column"] for e in spec["expectations"] if "column" in e["kwargs"]})
+
+
+def check_suite_fits(suite_path: Path, columns: list[str], key: str) -> None:
+    """Stop with the key to change when the suite describes another table (fewer than half of
+    the columns in common) — one missing column is the data's fault, and the report's."""
+    described = suite_columns(read_json(suite_path))
+    common = set(described) & set(columns)
+    if 2 * len(common) < max(len(described), len(columns)):
+        raise PipelineError(
+            f"{key} = {suite_path} describes {len(described)} columns, the data has "
+            f"{len(columns)} ({len(common)} in common): it was built for other data. Run "
+            "`python -m mlpipeline init`, or rebuild it with `python -m mlpipeline build-suite` "
+            "(docs/validation.md)"
+        )
+
+
 @dataclass(frozen=True)
 class ReportPaths:
     """Where a validation writes its report: JSON (full), HTML (for people), metrics."""

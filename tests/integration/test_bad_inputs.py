@@ -129,7 +129,7 @@ def test_bad_input_stops_the_pipeline(pipeline, raw, tmp_path, case, writer, sta
     source = tmp_path / f"{case}.csv"
     writer(raw, source)
     models_before = tree_digest(pipeline / "models")
-    set_params(pipeline, lambda p: p["ingest"].update(source=str(source)))
+    set_params(pipeline, lambda p: p["dataset"].update(source=str(source)))
     try:
         done = run(["dvc", "repro"], pipeline, check=False)
     finally:
@@ -148,7 +148,7 @@ def test_bad_input_stops_the_pipeline(pipeline, raw, tmp_path, case, writer, sta
 def test_last_good_outputs_are_recoverable(pipeline, raw, tmp_path):
     source = tmp_path / "unseen.csv"
     _csv(_set("cut", "Martian", every=500))(raw, source)
-    set_params(pipeline, lambda p: p["ingest"].update(source=str(source)))
+    set_params(pipeline, lambda p: p["dataset"].update(source=str(source)))
     assert run(["dvc", "repro"], pipeline, check=False).returncode != 0
     assert not raw.equals(pd.read_parquet(pipeline / "data/raw/data.parquet"))  # ingest ran
     restore(pipeline)

@@ -41,20 +41,22 @@ def loans(rows: int, classes: list[str], seed: int = 0) -> pd.DataFrame:
 
 def use_loans(task: str):
     def edit(p: dict) -> None:
-        p["ingest"]["source"] = "data/external/loans.csv"
+        p["dataset"].update(
+            source="data/external/loans.csv",
+            target="outcome",
+            task=task,
+            categorical=["employment"],
+        )
         p["validate"].update(
             suite="expectations/loans.json", features_suite="expectations/loans_features.json"
         )
         p["validate"]["build"]["positive"] = []
         p["featurize"].update(
-            target="outcome",
-            categorical=["employment"],
             row_filters=["income > 0"],
             derived={"debt_ratio": "debt / income"},
             stratify=True,
         )
         p["train"].update(
-            task=task,
             positive_class="approved" if task == "binary" else None,
             target_transform="none",
             feature_sets={
@@ -67,7 +69,6 @@ def use_loans(task: str):
         p["package"]["model_name"] = f"loans-{task}"
         p["package"]["gate"]["thresholds"] = {"roc_auc": 0.8, "accuracy": 0.6}
         p["package"]["unseen_categories"] = "missing"
-        p["monitor"]["suite"] = "expectations/loans.json"
 
     return edit
 

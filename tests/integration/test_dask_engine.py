@@ -32,7 +32,7 @@ def dask_pipeline(pipeline: Path, tmp_path_factory) -> Path:
 
     def use_dask(p: dict) -> None:
         p["engine"] = "dask"
-        p["ingest"]["blocksize"] = "1MiB"  # the default table in several partitions
+        p["runtime"]["dask"]["blocksize"] = "1MiB"  # the default table in several partitions
 
     set_params(repo, use_dask)
     git_commit(repo, "engine: dask")

@@ -47,7 +47,8 @@ def trained(tmp: Path, task: str):
     built = make_params("table.csv", "y", ["size", "grade", "noise"], ["grade"], task)
     built["train"]["search"].update(n_calls=3, max_rounds=200)
     params = Params.model_validate(built)
-    train, test, spec, _ = featurize_table(raw, params.featurize, params.seed)
+    prepared = featurize_table(raw, params.featurize, params.seed)
+    train, test, spec = prepared.train, prepared.test, prepared.spec
     target = Target.learn(train["y"], params.train, "y")
     y_train = target.learned(train["y"], "training")[1]
     features = train.drop(columns="y")

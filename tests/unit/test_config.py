@@ -48,7 +48,12 @@ def test_built_params_are_valid(tmp_path):
             "unknown key 'n_cals' in section 'train.search'",
         ),
         (lambda d: d.update(trian={"x": 1}), "unknown key 'trian' in section 'top level'"),
-        (lambda d: d["featurize"].pop("target"), "missing key 'featurize.target'"),
+        (lambda d: d["dataset"].pop("target"), "missing key 'dataset.target'"),
+        (lambda d: d["featurize"].update(target="y"), "featurize.target: set dataset.target"),
+        (
+            lambda d: d["dataset"].update(categorical=["kind"], drop={"kind": "text"}),
+            "column 'kind' is in both dataset.categorical and dataset.drop",
+        ),
         (lambda d: d["train"]["search"].update(n_calls=0), "train.search.n_calls"),
     ],
 )
@@ -86,7 +91,8 @@ def test_feature_set_dimension_must_name_defined_sets(tmp_path):
 
 def test_auto_objective_and_metric_follow_the_task(tmp_path):
     def binary(d):
-        d["train"].update(task="binary", target_transform="none")
+        d["dataset"]["task"] = "binary"
+        d["train"]["target_transform"] = "none"
         d["package"]["gate"]["thresholds"] = {"roc_auc": 0.8}
 
     params = load_params(_write(tmp_path, binary)).train
@@ -98,21 +104,25 @@ def test_auto_objective_and_metric_follow_the_task(tmp_path):
     ("edit", "expected"),
     [
         (
-            lambda d: d["train"].update(task="binary", target_transform="none", objective="huber"),
+            lambda d: (
+                d["dataset"].update(task="binary")
+                or d["train"].update(target_transform="none", objective="huber")
+            ),
             "objective 'huber' does not fit task 'binary'",
         ),
         (
             lambda d: (
-                d["train"].update(task="multiclass", target_transform="none")
+                d["dataset"].update(task="multiclass")
+                or d["train"].update(target_transform="none")
                 or d["train"]["search"].update(metric="rmse")
             ),
             "search.metric 'rmse' does not fit task 'multiclass'",
         ),
         (
-            lambda d: d["train"].update(task="binary"),
+            lambda d: d["dataset"].update(task="binary"),
             "target_transform must be 'none' for a binary task",
         ),
-        (lambda d: d["train"].update(task="ranking"), "train.task"),
+        (lambda d: d["dataset"].update(task="ranking"), "dataset.task"),
         (
             lambda d: d["package"]["gate"]["thresholds"].update(accuracy=0.9),
             "package.gate names metric(s) ['accuracy'] that a regression task does not report",
@@ -134,3 +144,15 @@ def test_broken_yaml_is_reported(tmp_path):
 
 def test_flatten_nests_with_dots():
     assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1]}) == {"a.b": 1, "a.c.d": "x", "e": [1]}
+
+
+def test_the_dataset_keys_reach_the_sections_that_use_them(tmp_path):
+    def edit(d):
+        d["dataset"].update(task="binary", drop=["note"], dates=["when"])
+        d["train"]["target_transform"] = "none"
+        d["package"]["gate"]["thresholds"] = {}
+
+    params = load_params(_write(tmp_path, edit))
+    assert params.train.task == "binary" and params.featurize.target == "y"
+    assert params.featurize.drop == ["note"] and params.dataset.drop == {"note": ""}
+    assert params.featurize.dates == ["when"] and params.ingest.source == "table.csv"

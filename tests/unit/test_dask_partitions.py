@@ -43,7 +43,7 @@ def test_a_type_change_part_way_names_the_column_and_the_fix():
     )
     text = engine.read_error(ValueError(message))
     assert "column 'table' is float64 in a later part, int64 at the start" in text
-    assert "ingest.read_options: {dtype: {table: float64}}" in text
+    assert "dataset.read_options: {dtype: {table: float64}}" in text
 
 
 def test_dask_params_refuse_a_stratified_split(tmp_path):

@@ -171,3 +171,53 @@ def test_categories_that_arrive_as_numbers_are_looked_up_as_text():
     codes = feature_matrix(pd.DataFrame({"grade": [3, "1", 7, None]}), spec)[:, 0]
     np.testing.assert_array_equal(codes, [2.0, 0.0, np.nan, np.nan])
     assert check_request(pd.DataFrame({"grade": [3, "2"]}), spec, 10)["grade"].tolist() == [3, "2"]
+
+
+def test_whole_rows_with_the_dropped_columns_and_the_target_are_accepted():
+    """A scoring job sends whole rows: the columns the model ignores are accepted, unused."""
+    spec = FeatureSpec(SPEC.inputs, SPEC.categories, SPEC.derived, ignored=["id", "price"])
+    rows = check_request(_request(id=[7, 8], price=[1.0, None]), spec, 10)
+    assert list(rows.columns) == SPEC.inputs
+    with pytest.raises(FeatureError, match=r"unexpected column\(s\): \['colour'\]"):
+        check_request(_request(id=[7, 8], colour=["E", "F"]), spec, 10)
+
+
+DATED = FeatureSpec(inputs=["sold_on", "area"], dates=["sold_on"], nullable=["sold_on"])
+
+
+def test_a_date_becomes_its_numeric_parts_in_both_feature_forms():
+    rows = pd.DataFrame({"sold_on": ["2021-03-15", None, "2024-12-31T10:00:00"], "area": 1.0})
+    assert DATED.features == [
+        "sold_on__year",
+        "sold_on__month",
+        "sold_on__day",
+        "sold_on__dayofweek",
+        "area",
+    ]
+    frame = build_features(rows, DATED)
+    assert frame.iloc[0, :4].tolist() == [2021, 3, 15, 0]  # a Monday
+    assert frame.iloc[1, :4].isna().all()
+    np.testing.assert_array_equal(feature_matrix(rows, DATED), frame.to_numpy(dtype=float))
+    assert DATED.select(["sold_on__year"]).inputs == ["sold_on"]
+
+
+def test_a_value_that_is_not_a_date_is_refused():
+    rows = pd.DataFrame({"sold_on": ["2021-03-15", "last tuesday"], "area": [1.0, 2.0]})
+    with pytest.raises(FeatureError, match=r"'sold_on' must be a date .*'last tuesday' \(row 1\)"):
+        check_request(rows, DATED, 10)
+
+
+def test_missing_values_follow_the_suite_not_the_training_sample():
+    """The spec's nullable inputs come from the raw suite: a column the suite allows to be
+    missing accepts it whether or not the training part held one; one it declares never
+    missing refuses it, naming the column."""
+    from mlpipeline.config import FeaturizeParams
+    from mlpipeline.prepare import make_spec
+
+    train = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]})
+    spec = make_spec(train, FeaturizeParams(target="y"), never_missing=["b"])
+    assert spec.nullable == ["a"] and spec.ignored == ["y"]
+    rows = pd.DataFrame({"a": [np.nan], "b": [1.0]})
+    assert check_request(rows, spec, 10)["a"].isna().all()
+    with pytest.raises(FeatureError, match=r"column 'b' has missing values .* never missing"):
+        check_request(rows.assign(b=np.nan), spec, 10)

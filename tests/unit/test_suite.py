@@ -107,3 +107,17 @@ def test_duplicates_warn_then_stop(reference):
     assert _validate(few, suite)["statistics"]["critical_failures"] == 0
     assert _validate(few, suite)["statistics"]["warnings"] >= 1
     assert _validate(many, suite)["statistics"]["critical_failures"] >= 1
+
+
+def test_a_column_with_a_few_missing_values_may_have_some_more():
+    from mlpipeline.expectations.suite import never_missing
+
+    frame = pd.DataFrame({"a": [1.0] * 95 + [None] * 5, "b": range(100)})
+    suite = build_suite(frame, "s", SuiteBuildParams(null_tolerance=0.05))
+    not_null = {
+        e["kwargs"]["column"]: e["kwargs"].get("mostly")
+        for e in suite["expectations"]
+        if e["type"] == "expect_column_values_to_not_be_null"
+    }
+    assert not_null == {"a": 0.9, "b": None}  # 5% missing, and 5% more allowed
+    assert never_missing(suite) == ["b"]

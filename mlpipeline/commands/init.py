@@ -1,0 +1,194 @@
+"""``python -m mlpipeline init``: adapt the repository to your own table, in one command.
+
+    python -m mlpipeline init --source data/external/houses.csv --target price
+    python -m mlpipeline init --source loans.parquet --target outcome --task binary \
+        --drop applicant_id --name loan-approval
+
+Reads the table (CSV or Parquet, a path or URL, as ingest does), infers the task from the
+target and each column's role (category, date, or dropped with the reason: identifiers, free
+text, constants), and writes them into ``params.yaml`` — its ``dataset`` section first, then
+the task's objective, target transform, metric and gate, a stratified split for
+classification, one feature set of every feature, and the model's name, intended use and
+limitations (with a TODO until a person writes them) — keeping the file's comments. Then it
+builds both expectation suites from the table. Afterwards ``dvc repro`` runs end to end.
+Running it twice on the same file writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlpipeline.commands.build_suite import featurized_parts
+from mlpipeline.config import load_params
+from mlpipeline.expectations.suite import build_suite, never_missing, to_json
+from mlpipeline.expectations.validation import parse_suite
+from mlpipeline.io import read_source, write_text
+from mlpipeline.profile import Profile, profile
+
+THRESHOLDS = {"regression": {"r2": 0.0}, "binary": {"roc_auc": 0.6}, "multiclass": {"roc_auc": 0.6}}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlpipeline init",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--source", required=True, help="CSV or Parquet: a path or URL")
+    parser.add_argument("--target", required=True, help="the column to predict")
+    parser.add_argument(
+        "--task", default="auto", choices=["auto", "regression", "binary", "multiclass"]
+    )
+    parser.add_argument("--drop", action="append", default=[], help="a column the model skips")
+    parser.add_argument("--name", help="the registered model's name (default: from the file)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    build = load_params(args.params).validate_.build
+    frame = as_ingested(read_source(args.source))
+    found = profile(frame, args.target, args.task, tuple(args.drop), build.max_categories)
+    name = args.name or model_name(args.source, args.target)
+    write_params(args.params, updated(args.params, args.source, found, name))
+    params = load_params(args.params)  # what was written, validated
+    raw = build_suite(frame, Path(params.validate_.suite).stem, params.validate_.build)
+    features = featurized_parts(frame, params, "split", never_missing(raw))
+    suites = {
+        params.validate_.suite: raw,
+        params.validate_.features_suite: build_suite(
+            features, Path(params.validate_.features_suite).stem, params.validate_.build
+        ),
+    }
+    for path, suite in suites.items():
+        parse_suite(suite, path)  # refuse to write what would not load
+        write_text(to_json(suite), Path(path))
+    print(summary(found, name, args.params, list(suites)), file=sys.stderr)  # noqa: T201
+    return 0
+
+
+def as_ingested(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as the pipeline's stages see it: through Parquet, as ingest writes it."""
+    return pd.read_parquet(io.BytesIO(frame.to_parquet(index=False)))
+
+
+def model_name(source: str, target: str) -> str:
+    stem = Path(source.split("?", 1)[0]).name.split(".")[0]
+    return re.sub(r"[^a-z0-9]+", "-", f"{stem}-{target}".lower()).strip("-")
+
+
+def updated(path: Path, source: str, found: Profile, name: str) -> Any:
+    """``params.yaml`` with what the table says, its comments kept (ruamel's round trip)."""
+    from ruamel.yaml import YAML
+
+    doc = YAML().load(path.read_text())
+    doc["dataset"].update(flow(dataset_section(source, found)))
+    featurize = doc["featurize"]
+    featurize.update(stratify=found.task != "regression", row_filters=[], derived={})
+    train = doc["train"]
+    train.update(objective="auto", target_transform=found.target_transform, positive_class=None)
+    train["feature_sets"] = flow({"all": found.features})
+    train["search"]["space"].pop("feature_set", None)
+    train["search"]["metric"] = "auto"
+    doc["validate"]["build"]["positive"] = []
+    package = doc["package"]
+    package.update(model_name=name, **card_texts(source, found, name))
+    package["gate"].update(metric="auto", thresholds=THRESHOLDS[found.task])
+    return doc
+
+
+def flow(values: dict[str, Any]) -> dict[str, Any]:
+    """Lists of names written on one line (``[a, b, c]``), as the file writes them."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    def one_line(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        seq = CommentedSeq(value)
+        seq.fa.set_flow_style()
+        return seq
+
+    return {key: one_line(value) for key, value in values.items()}
+
+
+def dataset_section(source: str, found: Profile) -> dict[str, Any]:
+    return {
+        "source": source,
+        "format": "auto",
+        "target": found.target,
+        "task": found.task,
+        "categorical": found.categorical,
+        "drop": found.drop,
+        "dates": found.dates,
+    }
+
+
+def card_texts(source: str, found: Profile, name: str) -> dict[str, Any]:
+    """The model card's words until a person writes them (the TODO shows in the card)."""
+    what = f"{found.target} ({found.task})" + (
+        f", classes {found.classes}" if found.classes else ""
+    )
+    return {
+        "intended_use": f"TODO: who uses {name} and for what. It predicts {what} from the "
+        f"other columns of {source}.",
+        "limitations": [
+            f"Trained on {found.rows - found.rows_without_target:,} rows of {source}; not valid "
+            "outside the ranges of that data.",
+            "TODO - where it must not be used, and what it was not tested on.",
+        ],
+    }
+
+
+def write_params(path: Path, doc: Any) -> None:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.width = 92
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    stream = io.StringIO()
+    yaml.dump(doc, stream)
+    write_text(spaced(stream.getvalue()), path)
+
+
+def spaced(text: str) -> str:
+    """A blank line before each top-level key, as the file has them (a key removed or
+    replaced by init may take the blank line after it along)."""
+    lines = text.splitlines()
+    out: list[str] = []
+    for line in lines:
+        top_level = line[:1].isalpha()
+        if top_level and out and out[-1].strip() and not out[-1].startswith("#"):
+            out.append("")
+        out.append(line.rstrip())
+    return "\n".join(out) + "\n"
+
+
+def summary(found: Profile, name: str, params: Path, suites: list[str]) -> str:
+    """What init inferred, and what a person should review before trusting it."""
+    dropped = "\n".join(f"    {c}: {why}" for c, why in found.drop.items()) or "    (none)"
+    return f"""init: {params} now describes '{found.target}' ({found.task})
+  rows: {found.rows:,} ({found.rows_without_target:,} without a target, left out of training)
+  features: {len(found.features)} — categorical {found.categorical or "(none)"}, dates {
+        found.dates or "(none)"
+    }
+  target transform: {found.target_transform}
+  dropped:
+{dropped}
+  model name: {name}
+  suites written: {", ".join(suites)}
+Review before trusting it: dataset.categorical / dataset.drop / dataset.dates; the gate's
+thresholds (package.gate); package.intended_use and limitations (TODO); data defects you
+accept (validate.build.positive, then rebuild the raw suite); featurize.row_filters and
+derived features. Then: dvc repro"""

@@ -1,0 +1,157 @@
+"""What a table says about itself: the task its target implies, and each column's role —
+a plain feature, a category, a date, or a column the model must not see (with the reason).
+``python -m mlpipeline init`` writes it into ``params.yaml``; a person reviews it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.errors import PipelineError
+from mlpipeline.features import date_features, parse_dates
+
+MAX_CLASSES = 20  # a text target with more distinct values is not a classification target
+FEW_INTEGERS = 10  # an integer target with at most this many values is a multiclass target
+DATE_SHARE = 0.95  # a text column whose values read as ISO 8601 dates this often is a date
+SKEWED = 1.0  # a positive target this skewed is learned as log(1 + y)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The roles of a table's columns and the task of its target."""
+
+    target: str
+    task: str
+    categorical: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    drop: dict[str, str] = field(default_factory=dict)  # column -> why the model never sees it
+    features: list[str] = field(default_factory=list)  # the model's features, in table order
+    target_transform: str = "none"
+    rows: int = 0
+    rows_without_target: int = 0
+    classes: list[str] = field(default_factory=list)
+
+
+def profile(
+    frame: pd.DataFrame,
+    target: str,
+    task: str = "auto",
+    drop: tuple[str, ...] = (),
+    max_categories: int = 50,
+) -> Profile:
+    """Infer the task and every column's role (``drop``: columns a person dropped)."""
+    if target not in frame.columns:
+        raise PipelineError(
+            f"init --target: '{target}' is not a column of the table (it has: {list(frame)})"
+        )
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise PipelineError(f"init --drop: {unknown} are not columns of the table")
+    values = frame[target]
+    task = infer_task(values.dropna()) if task == "auto" else task
+    roles = {c: "dropped by --drop" for c in drop}
+    roles |= {c: role(frame[c], max_categories) for c in frame.columns if c not in (target, *drop)}
+    features = [
+        f
+        for c, r in roles.items()
+        if not _is_drop(r)
+        for f in (date_features(c) if r == "date" else [c])
+    ]
+    return Profile(
+        target=target,
+        task=task,
+        categorical=[c for c, r in roles.items() if r == "categorical"],
+        dates=[c for c, r in roles.items() if r == "date"],
+        drop={c: r for c, r in roles.items() if _is_drop(r)},
+        features=sorted(features, key=_table_order(frame)),
+        target_transform=transform_for(values.dropna(), task),
+        rows=len(frame),
+        rows_without_target=int(values.isna().sum()),
+        classes=sorted(map(str, values.dropna().unique())) if task != "regression" else [],
+    )
+
+
+def _is_drop(found: str) -> bool:
+    return found not in ("feature", "categorical", "date")
+
+
+def _table_order(frame: pd.DataFrame) -> Any:
+    position = {c: i for i, c in enumerate(frame.columns)}
+    return lambda feature: position[feature.split("__")[0]]
+
+
+def infer_task(values: pd.Series) -> str:
+    """regression, binary or multiclass, from the target's values (missing ones left out)."""
+    distinct = values.nunique()
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if distinct < 2:
+        raise PipelineError(f"init --target: '{values.name}' has {distinct} distinct value(s)")
+    if distinct == 2:
+        return "binary"
+    if numeric and not (_integers(values) and distinct <= FEW_INTEGERS):
+        return "regression"
+    if distinct <= MAX_CLASSES:
+        return "multiclass"
+    raise PipelineError(
+        f"init --target: '{values.name}' holds {distinct} distinct labels, too many classes "
+        f"(at most {MAX_CLASSES}); choose another target, or pass --task"
+    )
+
+
+def _integers(values: pd.Series) -> bool:
+    numbers = values.to_numpy(dtype=float)
+    return bool(np.all(numbers == np.round(numbers)))
+
+
+def role(series: pd.Series, max_categories: int) -> str:
+    """``feature``, ``categorical``, ``date``, or the reason the model must not see it."""
+    present = series.dropna()
+    distinct = present.nunique()
+    if len(present) == 0:
+        return "always missing"
+    if distinct == 1:
+        return f"constant: always {present.iloc[0]!r}"
+    if pd.api.types.is_bool_dtype(series):
+        return "feature"
+    if pd.api.types.is_numeric_dtype(series):
+        if _is_identifier(present):
+            return "identifier: a distinct integer per row, in sequence"
+        return "feature"
+    if pd.api.types.is_datetime64_any_dtype(series) or _reads_as_dates(present):
+        return "date"
+    if distinct <= max_categories:
+        return "categorical"
+    if distinct == len(present):
+        return "identifier: a distinct text per row"
+    return (
+        f"free text: {distinct} distinct values in {len(present)} rows, more than "
+        f"validate.build.max_categories ({max_categories}); list it in dataset.categorical to "
+        "use it as a category"
+    )
+
+
+def _is_identifier(values: pd.Series) -> bool:
+    if not pd.api.types.is_integer_dtype(values) or values.nunique() != len(values):
+        return False
+    return len(values) > 2 and int(values.max() - values.min()) == len(values) - 1
+
+
+def _reads_as_dates(values: pd.Series) -> bool:
+    sample = values.astype(str).head(1000)
+    if not sample.str.contains(r"^\d{4}-\d{2}-\d{2}", regex=True).mean() >= DATE_SHARE:
+        return False
+    return bool(parse_dates(sample).notna().mean() >= DATE_SHARE)
+
+
+def transform_for(values: pd.Series, task: str) -> str:
+    """log1p for a non-negative, right-skewed regression target; none otherwise."""
+    if task != "regression" or len(values) < 3:
+        return "none"
+    numbers = values.to_numpy(dtype=float)
+    if numbers.min() < 0:
+        return "none"
+    return "log1p" if float(pd.Series(numbers).skew()) > SKEWED else "none"

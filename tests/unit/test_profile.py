@@ -1,0 +1,95 @@
+"""What ``init`` infers from a table: the task, each column's role, and the written params."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlpipeline.commands import init
+from mlpipeline.config import load_params
+from mlpipeline.errors import PipelineError
+from mlpipeline.profile import infer_task, profile, role
+from tests.helpers import REPO
+
+
+def houses(rows: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    area = rng.uniform(40, 200, rows)
+    return pd.DataFrame(
+        {
+            "id": np.arange(1000, 1000 + rows),
+            "area": np.where(rng.random(rows) < 0.05, np.nan, area),
+            "district": rng.choice(["north", "south", "east"], rows),
+            "sold_on": pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+            "notes": [f"note number {i}" for i in rng.integers(0, 10_000, rows)],
+            "agency": "acme",
+            "price": np.where(rng.random(rows) < 0.1, np.nan, np.exp(area / 25) * 1000),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        (pd.Series(np.linspace(0, 1, 50)), "regression"),
+        (pd.Series(["yes", "no", "yes"]), "binary"),
+        (pd.Series([0, 1, 1, 0]), "binary"),
+        (pd.Series(["a", "b", "c", "a"]), "multiclass"),
+        (pd.Series([1, 2, 3, 4, 5] * 3), "multiclass"),
+    ],
+)
+def test_the_task_follows_the_target(values, task):
+    assert infer_task(values) == task
+
+
+def test_a_target_with_too_many_labels_is_refused():
+    with pytest.raises(PipelineError, match="too many classes"):
+        infer_task(pd.Series([f"label {i}" for i in range(30)]))
+
+
+def test_each_column_gets_a_role_and_dropped_ones_a_reason():
+    found = profile(houses(), "price")
+    assert found.task == "regression" and found.target_transform == "log1p"
+    assert found.categorical == ["district"] and found.dates == ["sold_on"]
+    assert set(found.drop) == {"id", "notes", "agency"}
+    assert found.drop["id"].startswith("identifier") and found.drop["agency"].startswith("constant")
+    assert found.drop["notes"].startswith("free text")
+    assert found.features == [
+        "area",
+        "district",
+        "sold_on__year",
+        "sold_on__month",
+        "sold_on__day",
+        "sold_on__dayofweek",
+    ]
+    assert found.rows_without_target == int(houses()["price"].isna().sum())
+
+
+def test_a_float_column_of_distinct_values_is_a_feature_not_an_identifier():
+    assert role(pd.Series(np.random.default_rng(0).normal(size=100)), 50) == "feature"
+
+
+def test_init_writes_params_that_load_and_writes_the_same_bytes_twice(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "expectations").mkdir()
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    houses().to_csv(tmp_path / "houses.csv", index=False)
+    argv = ["--source", "houses.csv", "--target", "price", "--drop", "district"]
+    assert init.main(argv) == 0
+    first = {p.name: p.read_bytes() for p in [tmp_path / "params.yaml", *tmp_path.glob("*/*.json")]}
+    assert init.main(argv) == 0
+    again = {p.name: p.read_bytes() for p in [tmp_path / "params.yaml", *tmp_path.glob("*/*.json")]}
+    assert first == again and len(first) == 3
+    params = load_params(tmp_path / "params.yaml")
+    assert params.dataset.drop["district"] == "dropped by --drop"
+    assert params.train.feature_sets == {
+        "all": ["area", *(f"sold_on__{p}" for p in ("year", "month", "day", "dayofweek"))]
+    }
+    assert "feature_set" not in params.train.search.space
+    assert params.package.model_name == "houses-price"
+    assert params.package.intended_use.startswith("TODO")
+    written = (tmp_path / "params.yaml").read_text()
+    assert "# What describes the data." in written  # the file's comments are kept
+    assert yaml.safe_load(written)["dataset"]["task"] == "regression"
