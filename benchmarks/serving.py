@@ -15,6 +15,13 @@ On the packaged model in ``models/pyfunc`` (run ``dvc repro`` first), in one run
 from the same process tree and the same rows; ratios are against the in-process pyfunc and the
 bare booster.
 
+The rollout router (``mlpipeline/router.py``) is built from the same packaged model as champion
+(and as challenger) in four settings: mode ``off`` without its prediction log (today's
+behaviour), ``off`` with the log, ``shadow`` and ``canary`` (50%, keyed by each row's values:
+the requests carry no key column) with the log. The packaged model and the four routers are
+served side by side and take turns, 25 requests (5 of 1,000 rows) at a time, so a busy
+machine slows them alike; the log's cost is the difference of ``off`` with and without it.
+
     python -m benchmarks.serving [--requests 300] [--batches 30] [--out FILE]
 """
 
@@ -33,7 +40,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -162,16 +170,138 @@ def server_timings(
 
 
 def poster(connection: http.client.HTTPConnection) -> Callable[[bytes], None]:
-    """A function that posts a JSON body to ``/invocations`` and reads the whole answer."""
+    """A function that posts a JSON body to ``/invocations`` and reads the whole answer; a
+    kept-open connection the server closed meanwhile (idle for its keep-alive time) is opened
+    again."""
 
     def post(payload: bytes) -> None:
-        connection.request("POST", "/invocations", payload, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        response.read()
+        for attempt in (1, 2):
+            try:
+                headers = {"Content-Type": "application/json"}
+                connection.request("POST", "/invocations", payload, headers)
+                response = connection.getresponse()
+                response.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                connection.close()
+                if attempt == 2:
+                    raise
         if response.status != 200:
             raise SystemExit(f"server answered {response.status}")
 
     return post
+
+
+PACKAGED = "packaged model (models/pyfunc)"
+ROUTER_MODES = (  # label, rollout.mode, whether the prediction log is on
+    ("off, no log", "off", False),
+    ("off + log", "off", True),
+    ("shadow + log", "shadow", True),
+    ("canary 50% + log", "canary", True),
+)
+
+
+def router_dirs(model: Path, scratch: Path) -> dict[str, Path]:
+    """One router model folder per setting of ``ROUTER_MODES``, with ``model`` as champion
+    (and challenger), logging under ``scratch``."""
+    import mlflow
+
+    from mlpipeline.config import RolloutParams
+    from mlpipeline.rollout import router_kwargs, router_settings
+
+    dirs = {}
+    for i, (label, mode, logged) in enumerate(ROUTER_MODES):
+        log_dir = str(scratch / f"log-{i}") if logged else ""
+        rollout = RolloutParams(mode=mode, canary_share=0.5, log_dir=log_dir)
+        versions = {"champion": "1"} if mode == "off" else {"champion": "1", "challenger": "2"}
+        settings = router_settings(rollout, versions)
+        kwargs = router_kwargs({role: model for role in versions}, settings, scratch / f"b-{i}")
+        mlflow.pyfunc.save_model(str(scratch / f"router-{i}"), **kwargs)
+        dirs[label] = scratch / f"router-{i}"
+    return dirs
+
+
+@contextmanager
+def served(model_dir: Path) -> Iterator[Callable[[bytes], None]]:
+    """A model server of ``model_dir`` for the block: yields a function that posts a body."""
+    port = free_port()
+    server = start_server(model_dir, port)
+    try:
+        yield poster(http.client.HTTPConnection("127.0.0.1", port, timeout=60))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def in_blocks(calls: dict[str, Callable[[int], object]], count: int, block: int = 25) -> dict:
+    """Seconds per call of each ``calls[label](i)``: the labels take turns ``block`` calls at a
+    time (who goes first rotates), so every setting sees the same machine, load and all, while
+    each one's calls follow each other as a single client's do (the work a server does after
+    answering, such as writing its log, competes with its own next request)."""
+    labels, out = list(calls), {label: [] for label in calls}
+    for label in labels:  # warm-up
+        for i in range(5):
+            calls[label](i)
+    for turn, first in enumerate(range(0, count, block)):
+        for label in labels[turn % len(labels) :] + labels[: turn % len(labels)]:
+            calls[label](first)  # untimed: the turn starts on an open connection
+            for i in range(first, min(count, first + block)):
+                start = time.perf_counter()
+                calls[label](i)
+                out[label].append(time.perf_counter() - start)
+    return out
+
+
+def measure_routers(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) -> dict:
+    """The packaged model and the router in each setting, served side by side and timed
+    interleaved (1-row and ``BATCH_ROWS``-row requests), and the log's size per row."""
+    import tempfile
+
+    singles = [body(rows.iloc[[i]]) for i in range(requests + 5)]
+    big = [body(rows.iloc[i * BATCH_ROWS : (i + 1) * BATCH_ROWS]) for i in range(batches + 5)]
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as servers:
+        dirs = {PACKAGED: model_dir, **router_dirs(model_dir, Path(scratch))}
+        posts = {label: servers.enter_context(served(folder)) for label, folder in dirs.items()}
+        ones = in_blocks({k: lambda i, p=p: p(singles[i]) for k, p in posts.items()}, requests)
+        many = in_blocks({k: lambda i, p=p: p(big[i]) for k, p in posts.items()}, batches, 5)
+        servers.close()  # a graceful stop writes the logs out
+        size = log_size(Path(scratch))
+    found = {label: {"server_1": ones[label], "server_k": many[label]} for label in posts}
+    return found | {"log bytes per row": size}
+
+
+def log_size(scratch: Path) -> float:
+    """Mean bytes per logged row over every router's log."""
+    files = list(scratch.glob("log-*/*.jsonl"))
+    size = sum(f.stat().st_size for f in files)
+    lines = sum(f.read_bytes().count(b"\n") for f in files)
+    return size / max(lines, 1)
+
+
+def router_table(results: dict) -> str:
+    ms = 1000
+    base = statistics.median(results[ROUTER_MODES[0][0]]["server_1"]) * ms
+    lines = [
+        "| served model (HTTP, taking turns) | 1-row p50 (ms) | 1-row p99 (ms) "
+        f"| p50 − router off, no log (ms) | rows/s at {BATCH_ROWS:,} rows |",
+        "|---|---|---|---|---|",
+    ]
+    for label in [PACKAGED, *(mode[0] for mode in ROUTER_MODES)]:
+        one, many = results[label]["server_1"], results[label]["server_k"]
+        p50 = statistics.median(one) * ms
+        name = label if label == PACKAGED else f"router: {label}"
+        lines.append(
+            f"| {name} | {p50:.2f} | {percentile(one, 99) * ms:.2f} | {p50 - base:+.2f} "
+            f"| {BATCH_ROWS / statistics.median(many):,.0f} |"
+        )
+    logged = statistics.median(results[ROUTER_MODES[1][0]]["server_1"]) * ms
+    lines.append(
+        f"\nThe prediction log's cost at the 1-row p50 (off + log − off, no log): "
+        f"{logged - base:+.2f} ms (target: within 1 ms). Shadow and canary score every row with "
+        f"both models (the one that does not answer in the log's thread). Log size: "
+        f"{results['log bytes per row']:.0f} bytes per row (JSON lines)."
+    )
+    return "\n".join(lines)
 
 
 PATHS = (
@@ -235,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, load = time.perf_counter(), os.getloadavg()
     rows = request_rows(args.model, ROWS, args.requests, args.batches)
     results = measure(args.model, rows, args.requests, args.batches)
+    routers = measure_routers(args.model, rows, args.requests, args.batches)
     facts = context(args.requests, args.batches, time.perf_counter() - started, load)
     command = shlex.join(["python", "-m", "benchmarks.serving", *argv])
     parts = [
@@ -242,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Command (from the repository root): `{command}`",
         "\n".join(f"- {k}: {v}" for k, v in facts.items()),
         table(results),
+        "## The rollout router and the cost of its prediction log",
+        router_table(routers),
     ]
     report = "\n\n".join(parts) + "\n"
     args.out.write_text(report)

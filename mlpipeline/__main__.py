@@ -4,6 +4,8 @@
     monitor       drift of a new batch against what the model was trained on
     predict       score a batch of raw rows with the registered champion (or a version)
     registry      lineage of a version, rollback, promotion by hand
+    rollout       build the router: the challenger beside the champion (shadow, canary)
+    rollout-report  the live log: challenger vs champion, drift, promote or roll back
     build-suite   write a Great Expectations suite from a trusted table
     experiment    run the pipeline as a DVC experiment with params overrides
 
@@ -24,6 +26,8 @@ COMMANDS = {
     "monitor": "mlpipeline.commands.monitor",
     "predict": "mlpipeline.commands.predict",
     "registry": "mlpipeline.commands.registry",
+    "rollout": "mlpipeline.commands.rollout",
+    "rollout-report": "mlpipeline.commands.rollout_report",
     "build-suite": "mlpipeline.commands.build_suite",
     "experiment": "mlpipeline.commands.experiment",
 }

@@ -303,6 +303,38 @@ class MonitorParams(_Section):
     missing_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1  # change in share missing
 
 
+class RolloutReportParams(_Section):
+    """``python -m mlpipeline rollout-report``: when the challenger is promoted or rolled back."""
+
+    out_dir: str = "reports/rollout"
+    bins: Annotated[int, Field(ge=2, le=100)] = 10  # quantile bins of the predictions' PSI
+    min_rows: Annotated[int, Field(ge=1)] = 500  # logged rows before anything but keep watching
+    min_outcomes: Annotated[int, Field(ge=1)] = 200  # rows with an outcome to judge on metrics
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # of the bootstrap intervals
+    bootstrap: Annotated[int, Field(ge=100)] = 1000  # resamples (seeded: the same log, same CI)
+    margin: Annotated[float, Field(ge=0)] = 0.0  # relative improvement the challenger needs
+    agreement_tolerance: Annotated[float, Field(ge=0)] = 0.05  # regression: |diff| <= 5% agrees
+    max_prediction_psi: Annotated[float, Field(gt=0)] = 0.25  # no outcomes: beyond it, roll back
+    max_error_rate: Fraction = 0.01  # share of rows the challenger could not score
+
+
+class RolloutParams(_Section):
+    """The challenger served beside the champion (``python -m mlpipeline rollout build``)."""
+
+    mode: Literal["off", "shadow", "canary"] = "off"
+    canary_share: Fraction = 0.1  # canary: share of request keys the challenger answers
+    key_column: str = "request_id"  # request column keying each row (absent: the row's hash)
+    log_dir: str = "logs/predictions"  # the prediction log; "" = none
+    log_inputs: Literal["row", "hash"] = "row"  # input values (live drift), or their SHA-256
+    rotate_bytes: Annotated[int, Field(ge=4096)] = 16_777_216  # a log file's size, at most
+    report: RolloutReportParams = Field(default_factory=RolloutReportParams)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare off as false
+
+
 class DaskParams(_Section):
     """Where ``engine: dask`` runs: an existing cluster, or a ``LocalCluster`` on this machine."""
 
@@ -347,6 +379,7 @@ class Params(_Section):
     train: TrainParams
     package: PackageParams
     monitor: MonitorParams = Field(default_factory=MonitorParams)
+    rollout: RolloutParams = Field(default_factory=RolloutParams)
 
     @model_validator(mode="before")
     @classmethod

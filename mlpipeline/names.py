@@ -24,6 +24,12 @@ SHIPPED_FEATURES = "pipeline_features"  # the module serving.py imports (it name
 # it runs inside the model, without this package; a unit test holds the two equal)
 MODEL_ARTIFACT = "model"  # the logged model's name in its run
 
+# the rollout router (mlpipeline/router.py): registered as <model_name><ROUTER_SUFFIX>, alias LIVE
+ROUTER_SUFFIX, LIVE = "-router", "live"
+SHIPPED_LIVE = "pipeline_live"  # mlpipeline/live.py inside the router (router.py names it too)
+# what the rollout report recommends (and `registry promote|rollback --from-report` acts on)
+PROMOTE, KEEP_WATCHING, ROLL_BACK = "promote", "keep watching", "roll back"
+
 # registry aliases
 CHAMPION, CHALLENGER = "champion", "challenger"
 

@@ -152,8 +152,9 @@ def score_version(name: str, version: str, held_out: tuple, task: str) -> dict[s
 
 
 def params_digest(params: Params) -> str:
-    """SHA-256 of the params that decide results (everything but ``runtime``)."""
-    decisive = params.model_dump(mode="json", by_alias=True, exclude={"runtime"})
+    """SHA-256 of the params that decide results (everything but ``runtime`` and ``rollout``,
+    which say how models run and are served)."""
+    decisive = params.model_dump(mode="json", by_alias=True, exclude={"runtime", "rollout"})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from mlpipeline.config import QUALITY_HIGHER_IS_BETTER, FeaturizeParams, GateParams
 from mlpipeline.errors import PipelineError
-from mlpipeline.names import CHAMPION, LOCKED_OUTPUTS
+from mlpipeline.names import CHALLENGER, CHAMPION, LOCKED_OUTPUTS, PROMOTE, ROLL_BACK
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,54 @@ def rollback(client: Any, name: str, to: str | None = None) -> tuple[str, str]:
     client.set_registered_model_alias(name, CHAMPION, str(target))
     client.set_model_version_tag(name, current.version, "champion.rolled_back_from", "true")
     return current.version, str(target)
+
+
+def _report_for(report: Mapping[str, Any], name: str, wanted: str, path: str) -> None:
+    """A rollout report (``python -m mlpipeline rollout-report``) of ``name`` that recommends
+    ``wanted``, or an error saying what it recommends."""
+    if report.get("model") != name:
+        raise PipelineError(
+            f"registry: {path} is a report on '{report.get('model')}', not '{name}'"
+        )
+    if report.get("recommendation") != wanted:
+        reasons = "; ".join(report.get("reasons", []))
+        raise PipelineError(
+            f"registry: {path} recommends '{report.get('recommendation')}', not '{wanted}' "
+            f"({reasons}); act by hand with --version / --to"
+        )
+
+
+def promote_from_report(
+    client: Any, name: str, report: Mapping[str, Any], path: str
+) -> tuple[str | None, str]:
+    """Make the report's challenger the champion, if it recommends promoting it and the
+    champion is still the one it was compared with. Returns (previous, new)."""
+    _report_for(report, name, PROMOTE, path)
+    current = version_by_alias(client, name, CHAMPION)
+    if current is None or str(current.version) != str(report["champion"]):
+        now = f"v{current.version}" if current is not None else "none"
+        raise PipelineError(
+            f"registry: the champion changed since {path} was written (now {now}, then "
+            f"v{report['champion']}): run `python -m mlpipeline rollout-report` again"
+        )
+    return set_champion(client, name, str(report["challenger"])), str(report["challenger"])
+
+
+def rollback_from_report(client: Any, name: str, report: Mapping[str, Any], path: str) -> str:
+    """Take the report's challenger out of the rollout: if it has become the champion,
+    champion goes back to the version the report compared it with; else it loses the
+    ``challenger`` alias. Either way it is tagged ``rollout.rolled_back``. What was done."""
+    _report_for(report, name, ROLL_BACK, path)
+    challenger, champion = str(report["challenger"]), str(report["champion"])
+    current = version_by_alias(client, name, CHAMPION)
+    client.set_model_version_tag(name, challenger, "rollout.rolled_back", "true")
+    if current is not None and str(current.version) == challenger:
+        old, new = rollback(client, name, champion)
+        return f"champion v{old} -> v{new}"
+    held = version_by_alias(client, name, CHALLENGER)
+    if held is not None and str(held.version) == challenger:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return f"v{challenger} is no longer the challenger; champion stays v{champion}"
 
 
 def lineage(client: Any, name: str, version: Any) -> dict[str, Any]:

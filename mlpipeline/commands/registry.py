@@ -1,8 +1,12 @@
 """``python -m mlpipeline registry``: what produced a version, rollback, promotion by hand.
 
 python -m mlpipeline registry lineage [--alias champion | --version N]
-python -m mlpipeline registry rollback [--to N]
-python -m mlpipeline registry promote --version N
+python -m mlpipeline registry rollback [--to N | --from-report reports/rollout/rollout.json]
+python -m mlpipeline registry promote (--version N | --from-report reports/rollout/rollout.json)
+
+``--from-report`` acts on a rollout report (``python -m mlpipeline rollout-report``): promote
+its challenger if it recommends ``promote`` (and the champion is still the one it compared
+with); take its challenger out of the rollout if it recommends ``roll back``.
 """
 
 from __future__ import annotations
@@ -16,8 +20,16 @@ from typing import Any
 
 from mlpipeline.config import load_params
 from mlpipeline.errors import PipelineError
+from mlpipeline.io import read_json
 from mlpipeline.names import CHAMPION
-from mlpipeline.registry import lineage, rollback, set_champion, version_by_alias
+from mlpipeline.registry import (
+    lineage,
+    promote_from_report,
+    rollback,
+    rollback_from_report,
+    set_champion,
+    version_by_alias,
+)
 from mlpipeline.tracking import connect, repo_root
 
 
@@ -31,9 +43,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     which.add_argument("--alias", default=CHAMPION)
     which.add_argument("--version")
     back = sub.add_parser("rollback", help="move champion back to the version it replaced")
-    back.add_argument("--to", help="a version number (default: the champion's predecessor)")
+    target = back.add_mutually_exclusive_group()
+    target.add_argument("--to", help="a version number (default: the champion's predecessor)")
+    target.add_argument("--from-report", type=Path, help="a rollout report that says roll back")
     promote = sub.add_parser("promote", help="make a version the champion, bypassing the gate")
-    promote.add_argument("--version", required=True)
+    chosen = promote.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--version")
+    chosen.add_argument("--from-report", type=Path, help="a rollout report that says promote")
     return parser.parse_args(argv)
 
 
@@ -63,6 +79,15 @@ def act(client: Any, name: str, args: argparse.Namespace) -> None:
         if found is None:
             raise PipelineError(f"registry: model '{name}' has no version '@{args.alias}'")
         print(json.dumps(lineage(client, name, found), indent=2))  # noqa: T201
+    elif getattr(args, "from_report", None):
+        report, path = read_json(args.from_report), str(args.from_report)
+        if args.command == "rollback":
+            done = rollback_from_report(client, name, report, path)
+        else:
+            old, new = promote_from_report(client, name, report, path)
+            done = f"champion v{old} -> v{new}"
+        rebuild = "python -m mlpipeline rollout build --mode off"
+        print(f"{name}: {done}; rebuild the router: {rebuild}", file=sys.stderr)  # noqa: T201
     elif args.command == "rollback":
         old, new = rollback(client, name, args.to)
         print(f"{name}: champion v{old} -> v{new}", file=sys.stderr)  # noqa: T201

@@ -53,6 +53,16 @@ COVERED = {
     "test_push_from_one_clone_and_pull_into_another",
     r"pip install psycopg2-binary boto3|export AWS_.*|mlflow server .*": "tests/integration/"
     "test_tracking_server.py::test_every_stage_trial_and_the_model_land_on_the_server",
+    r"python -m mlpipeline rollout build --mode (shadow|off)": "tests/integration/"
+    "test_rollout_serving.py::test_shadow_answers_with_the_champion_and_logs_both_versions",
+    r"python -m mlpipeline rollout build --mode canary --share [0-9.]+": "tests/integration/"
+    "test_rollout_serving.py::test_canary_answers_thirty_percent_of_keys_with_the_challenger_and_a_key_"
+    "keeps_its_model",
+    r"mlflow models serve -m models:/diamonds-price-router@live .*": "tests/integration/"
+    "test_rollout_serving.py::test_shadow_answers_with_the_champion_and_logs_both_versions",
+    r"python -m mlpipeline rollout-report .*|python -m mlpipeline registry (promote|rollback) "
+    r"--from-report .*": "tests/integration/test_rollout_serving.py::"
+    "test_the_report_with_outcomes_rolls_the_weaker_challenger_back",
     r"mlflow models serve .*|curl .*": "tests/integration/test_serving.py::"
     "test_split_records_and_csv_bodies_give_the_same_predictions",
     r"mlflow models (generate-dockerfile|build-docker) .*|docker run .*": "tests/integration/"
