@@ -183,11 +183,25 @@ SEARCH_METRICS: dict[str, tuple[str, ...]] = {
 HIGHER_IS_BETTER = frozenset({"auc", "average_precision", "auc_mu"})
 
 
+InitialDesign = Literal["random", "sobol", "halton", "hammersly", "lhs"]
+
+
 class SearchParams(_Section):
+    """The Bayesian search (``mlpipeline.search``). The optimizer's knobs default to
+    scikit-optimize's own; ``params.yaml`` sets the tuned values (benchmarks/results_search.md)."""
+
     n_calls: Annotated[int, Field(ge=1)]
     n_initial_points: Annotated[int, Field(ge=1)]
+    initial_point_generator: InitialDesign = "random"  # how the initial points are drawn
     batch_size: Annotated[int, Field(ge=1)] = 2
     acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
+    xi: Annotated[float, Field(ge=0)] = 0.01  # EI and PI: improvement sought over the best
+    kappa: Annotated[float, Field(ge=0)] = 1.96  # LCB: weight of the uncertainty
+    acq_optimizer: Literal["auto", "lbfgs", "sampling"] = "auto"  # how the acquisition's
+    # minimum is found: L-BFGS from the best of 10,000 random points (auto), or those points
+    noise: Literal["gaussian"] | Annotated[float, Field(gt=0)] = "gaussian"  # the GP's noise:
+    # learned (gaussian) or a fixed variance (of the normalised scores)
+    warm_start: str | None = None  # a git revision or DVC experiment whose trials seed the search
     cv_folds: Annotated[int, Field(ge=2)] = 3
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
     max_rounds: Annotated[int, Field(ge=1)] = 1000
@@ -303,6 +317,16 @@ class MonitorParams(_Section):
     missing_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1  # change in share missing
 
 
+class AnalysisParams(_Section):
+    """``python -m mlpipeline analyze`` (no stage depends on it): the winner and this many
+    runners-up are cross-validated again under ``robustness_seeds`` other seeds (each moves the
+    folds and LightGBM's seed: seed + 1, seed + 2, ...)."""
+
+    robustness_seeds: Annotated[int, Field(ge=0)] = 5
+    runners_up: Annotated[int, Field(ge=0)] = 2
+    out_dir: str = "reports/analysis"  # git-ignored: it depends on this machine's MLflow store
+
+
 class DaskParams(_Section):
     """Where ``engine: dask`` runs: an existing cluster, or a ``LocalCluster`` on this machine."""
 
@@ -347,6 +371,7 @@ class Params(_Section):
     train: TrainParams
     package: PackageParams
     monitor: MonitorParams = Field(default_factory=MonitorParams)
+    analysis: AnalysisParams = Field(default_factory=AnalysisParams)
 
     @model_validator(mode="before")
     @classmethod

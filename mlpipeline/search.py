@@ -9,9 +9,13 @@ so the result is the same however the trials run. Scores are losses: a metric
 where higher is better (AUC) is negated. Classification uses stratified folds.
 
 Every finished trial is appended to a checkpoint (JSON lines, keyed by a hash of the search
-params and the data). A run killed part-way and started again with the same params replays
-the finished trials instead of retraining them, and ends exactly where an uninterrupted run
-would. The checkpoint is removed when the search completes.
+params, the data and the warm start). A run killed part-way and started again with the same
+params replays the finished trials instead of retraining them, and ends exactly where an
+uninterrupted run would. The checkpoint is removed when the search completes.
+
+A warm start (``WarmStart``, read by ``mlpipeline.warmstart``) is an earlier search's trials,
+told to the optimizer before it asks for the first point: they count towards its initial
+points, so the Gaussian process proposes from the start.
 """
 
 from __future__ import annotations
@@ -177,11 +181,28 @@ def checkpoint_key(train: TrainParams, seed: int, data_digest: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class Checkpoint:
-    """Finished trials, one JSON line each, appended and flushed as they finish."""
+@dataclass(frozen=True)
+class WarmStart:
+    """Trials of an earlier search (``train.search.warm_start``), told to the optimizer before
+    it asks for the first point: ``points`` in the current space, ``scores`` their losses."""
 
-    def __init__(self, path: Path | None) -> None:
+    source: str  # what params named, and the commit it resolved to
+    points: list[dict[str, Any]]
+    scores: list[float]
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps([self.points, self.scores], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """Where the search starts: finished trials of this search, one JSON line each, appended
+    and flushed as they finish, and the warm start (``warm``) it was opened with."""
+
+    def __init__(self, path: Path | None, warm: WarmStart | None = None) -> None:
         self.path = path
+        self.warm = warm
         self.trials: dict[int, Trial] = {}
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
@@ -226,9 +247,9 @@ def run_search(
     kept: BestModels | None = None,
 ) -> list[Trial]:
     """Ask/tell until ``n_calls`` trials are done; returns them in order. ``runner`` evaluates
-    the trials (``trial_runner``: this process or worker processes; or cluster tasks);
-    finished trials found in ``checkpoint`` are replayed; ``kept`` receives the best trial's
-    fold models."""
+    the trials (``trial_runner``: this process or worker processes; or cluster tasks); the
+    checkpoint's warm start is told first; finished trials found in ``checkpoint`` are
+    replayed; ``kept`` receives the best trial's fold models."""
     checkpoint = checkpoint or Checkpoint(None)
     kept = kept if kept is not None else BestModels()
     trials: list[Trial] = []
@@ -236,6 +257,10 @@ def run_search(
     with runner as evaluate, _progress(search.n_calls) as progress:
         dims = skopt_space(search)
         optimizer = bayesian_optimizer(dims, search, seed)
+        if checkpoint.warm and checkpoint.warm.points:
+            warm = checkpoint.warm
+            xs = [[p[d.name] for d in dims] for p in warm.points]
+            tell(optimizer, xs, list(warm.scores), search, search.n_calls)
         while len(trials) < search.n_calls:
             size = min(search.batch_size, search.n_calls - len(trials))
             xs = [portable_point(dims, x) for x in ask_batch(optimizer, size)]
@@ -245,8 +270,17 @@ def run_search(
                 trials.append(done[number])
                 on_trial(done[number])
                 progress(done[number], min(t.score for t in trials))
-            optimizer.tell(xs, [done[n].score for n, _ in batch])
+            ys = [done[n].score for n, _ in batch]
+            tell(optimizer, xs, ys, search, search.n_calls - len(trials))
     return trials
+
+
+def tell(optimizer: Any, xs: list, ys: list[float], search: SearchParams, left: int) -> None:
+    """Tell the optimizer the scores, fitting its GP only if it asks next from its own fit:
+    for one point. A batch asks a copy, which fits itself (``ask_batch``); after the last
+    batch nothing asks. ``gp_hedge`` always fits: its fit updates the hedge's gains."""
+    size = min(search.batch_size, left)
+    optimizer.tell(xs, ys, fit=size == 1 or (size > 1 and search.acq_func == "gp_hedge"))
 
 
 def _named(dims: list, x: list) -> dict[str, Any]:
@@ -269,15 +303,25 @@ def _evaluate_batch(
 
 
 def bayesian_optimizer(dims: list, search: SearchParams, seed: int) -> Any:
-    """scikit-optimize's ask/tell ``Optimizer`` with a Gaussian process over ``dims``."""
+    """scikit-optimize's ask/tell ``Optimizer`` with a Gaussian process over ``dims``: its
+    initial design (``initial_point_generator``, ``n_initial_points``), acquisition function
+    (``acq_func`` with ``xi``/``kappa``) and the GP's noise (``noise``) from ``search``."""
     from skopt import Optimizer
+    from skopt.utils import cook_estimator
 
+    rng = np.random.RandomState(seed)  # as Optimizer(random_state=seed) seeds its GP
+    gp = cook_estimator(
+        "GP", space=dims, random_state=rng.randint(0, np.iinfo(np.int32).max), noise=search.noise
+    )
     return Optimizer(
         dims,
-        base_estimator="GP",
+        base_estimator=gp,
         n_initial_points=min(search.n_initial_points, search.n_calls),
+        initial_point_generator=search.initial_point_generator,
         acq_func=search.acq_func,
-        random_state=seed,
+        acq_func_kwargs={"xi": search.xi, "kappa": search.kappa},
+        acq_optimizer=search.acq_optimizer,
+        random_state=rng,
     )
 
 
