@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ import pandas as pd
 
 from mlpipeline.config import SearchParams, flatten
 from mlpipeline.model import FEATURE_SET
-from mlpipeline.search import skopt_space, to_native
+from mlpipeline.search import Reevaluate, skopt_space, to_native
 from mlpipeline.warmstart import in_space
 
 BACKGROUND_POINTS = 200  # random points of the space the partial dependence averages over
@@ -208,15 +208,15 @@ def margin(points: pd.DataFrame) -> Margin | None:
 
 # ---- robustness ----------------------------------------------------------------------------
 
-# scores of the points (in order) under one seed's folds and LightGBM seed
-Evaluate = Callable[[list[dict[str, Any]], int], list[float]]
 
-
-def robustness(points: Sequence[dict[str, Any]], seeds: Sequence[int], evaluate: Evaluate):
-    """The winner (first point) and runners-up re-evaluated under each seed: a row per point
-    with its score per seed, mean and std across seeds, its rank among the points under each
-    seed (1 = best) averaged, and how often it ranked first."""
-    scores = np.array([evaluate(list(points), seed) for seed in seeds], dtype=float).T
+def robustness(
+    points: Sequence[dict[str, Any]], seeds: Sequence[int], evaluate: Reevaluate
+) -> pd.DataFrame:
+    """The winner (first point) and runners-up re-evaluated under each seed (``evaluate``:
+    ``mlpipeline.search.seeded_runner``): a row per point with its score per seed, mean and
+    std across seeds, its rank among the points under each seed (1 = best) averaged, and how
+    often it ranked first."""
+    scores = np.asarray(evaluate(list(points), list(seeds)), dtype=float)
     ranks = scores.argsort(axis=0, kind="stable").argsort(axis=0, kind="stable") + 1
     table = pd.DataFrame(scores, columns=[f"seed {s}" for s in seeds])
     labels = ["winner", *(f"runner-up {i}" for i in range(1, len(points)))]
@@ -361,9 +361,9 @@ def read_importance(importance: pd.DataFrame, trials: int) -> str:
     named = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     verb = "explains" if len(names) == 1 else "explain"
     return (
-        f"{named} {verb} {shares[:top].sum():.0%} of the CV score's variation along the "
+        f"{named} {verb} {shares[:top].sum():.1%} of the CV score's variation along the "
         f"search dimensions (the surrogate's partial dependence over {trials} trials); "
-        f"`{importance['dimension'].iloc[-1]}` matters least ({shares[-1]:.0%})."
+        f"`{importance['dimension'].iloc[-1]}` matters least ({shares[-1]:.1%})."
     )
 
 
@@ -398,9 +398,16 @@ def read_robustness(table: pd.DataFrame | None) -> str | None:
     if table is None or table.empty:
         return None
     winner, seeds = table.iloc[0], len([c for c in table.columns if c.startswith("seed ")])
-    best_mean = table["mean"].idxmin()
-    robust = best_mean == 0 and winner["first"] * 2 > seeds
-    verdict = "robust" if robust else "not robust: a lucky draw of its folds may have chosen it"
+    best = int(table["mean"].to_numpy().argmin())
+    if best != 0:
+        verdict = (
+            f"not robust: {table['config'].iloc[best]} scores better on average, so a lucky "
+            "draw of the search's folds may have chosen the winner"
+        )
+    elif winner["first"] * 2 > seeds:
+        verdict = "robust: best on average and on most seeds"
+    else:
+        verdict = "best on average but not on most seeds: its lead is within the seeds' spread"
     return (
         f"Under {seeds} other CV seeds the winner scores {winner['mean']:.5g} ± "
         f"{winner['std']:.2g}, ranks first on {winner['first']} of {seeds} seeds among the "
@@ -465,8 +472,10 @@ def card_section(history: pd.DataFrame, search: SearchParams, seed: int) -> str:
     if len(trials) < 2:
         return f"{head}- Too few trials to analyse ({len(trials)}).\n{more}\n"
     found = sensitivity(trials, search, seed)
-    table = found.importance.assign(share=(found.importance["share"] * 100).round().astype(int))
-    table = table[["rank", "dimension", "share"]].rename(columns={"share": "share (%)"})
+    # one decimal: another CPU's last bits move a share by far less than 0.1, and check_lock
+    # allows one unit in the last digit written (an integer would have to match exactly)
+    shares = [f"{share * 100:.1f}" for share in found.importance["share"]]
+    table = found.importance[["rank", "dimension"]].assign(**{"share (%)": shares})
     sentences = reading(found, feature_sets(trials), margin(distinct_points(trials, search.space)))
     return "\n".join(
         [

@@ -187,16 +187,17 @@ InitialDesign = Literal["random", "sobol", "halton", "hammersly", "lhs"]
 
 
 class SearchParams(_Section):
-    """The Bayesian search (``mlpipeline.search``). The optimizer's knobs default to
-    scikit-optimize's own; ``params.yaml`` sets the tuned values (benchmarks/results_search.md)."""
+    """The Bayesian search (``mlpipeline.search``). The optimizer's knobs default to the values
+    ``python -m benchmarks.search`` found to beat random search (benchmarks/results_search.md;
+    scikit-optimize's own defaults are random, gp_hedge, xi 0.01, kappa 1.96)."""
 
     n_calls: Annotated[int, Field(ge=1)]
     n_initial_points: Annotated[int, Field(ge=1)]
-    initial_point_generator: InitialDesign = "random"  # how the initial points are drawn
+    initial_point_generator: InitialDesign = "sobol"  # how the initial points are drawn
     batch_size: Annotated[int, Field(ge=1)] = 2
-    acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
-    xi: Annotated[float, Field(ge=0)] = 0.01  # EI and PI: improvement sought over the best
-    kappa: Annotated[float, Field(ge=0)] = 1.96  # LCB: weight of the uncertainty
+    acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "LCB"
+    xi: Annotated[float, Field(ge=0)] = 0.01  # EI and PI: improvement sought, in the metric's units
+    kappa: Annotated[float, Field(ge=0)] = 1.0  # LCB: mean - kappa x std (lower: exploit more)
     acq_optimizer: Literal["auto", "lbfgs", "sampling"] = "auto"  # how the acquisition's
     # minimum is found: L-BFGS from the best of 10,000 random points (auto), or those points
     noise: Literal["gaussian"] | Annotated[float, Field(gt=0)] = "gaussian"  # the GP's noise:

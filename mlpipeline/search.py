@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -169,6 +170,59 @@ def trial_runner(
         yield lambda batch, keep_below: list(
             pool.map(_run_trial, *zip(*batch, strict=True), [keep_below] * len(batch))
         )
+
+
+# each worker's data, and a validator per seed (its folds), built when first asked
+_SEEDED: dict[str, Any] = {}
+
+
+def _start_seeded(frame: pd.DataFrame, y: np.ndarray, train_json: str, threads: int) -> None:
+    _SEEDED.update(frame=frame, y=y, train=TrainParams.model_validate_json(train_json))
+    _SEEDED.update(threads=threads, validators={})
+
+
+def _seeded_score(seed: int, point: dict[str, Any]) -> float:
+    validators = _SEEDED["validators"]
+    if seed not in validators:
+        args = (_SEEDED["frame"], _SEEDED["y"], _SEEDED["train"], seed, _SEEDED["threads"])
+        validators[seed] = CrossValidator(*args)
+    return validators[seed].evaluate(point)[0]
+
+
+# scores of the points (rows) under each seed (columns): each seed moves the folds and
+# LightGBM's seed
+Reevaluate = Callable[[list[dict[str, Any]], list[int]], np.ndarray]
+
+
+@contextmanager
+def seeded_runner(
+    frame: pd.DataFrame, y: np.ndarray, train: TrainParams, jobs: int, threads: int
+) -> Iterator[Reevaluate]:
+    """A function that cross-validates points under other seeds, in this process or in ``jobs``
+    spawn workers of ``threads`` LightGBM threads (``worker_plan``), every pair at once."""
+    initargs = (frame, y, train.model_dump_json(), threads)
+    if jobs == 1:
+        _start_seeded(*initargs)
+        try:
+            yield lambda points, seeds: np.array(
+                [[_seeded_score(s, p) for s in seeds] for p in points]
+            )
+        finally:
+            _SEEDED.clear()  # the data and validators are this call's
+        return
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=_start_seeded,
+        initargs=initargs,
+    ) as pool:
+
+        def evaluate(points: list[dict[str, Any]], seeds: list[int]) -> np.ndarray:
+            pairs = [(s, p) for p in points for s in seeds]
+            scores = list(pool.map(_seeded_score, *zip(*pairs, strict=True)))
+            return np.array(scores, dtype=float).reshape(len(points), len(seeds))
+
+        yield evaluate
 
 
 # ---- checkpoint ----------------------------------------------------------------------------
@@ -331,7 +385,9 @@ def ask_batch(optimizer: Any, size: int) -> list[list]:
     Gaussian-process fit that nothing uses. Same points, same random state afterwards."""
     if size == 1:
         return [optimizer.ask()]
-    liar = optimizer.copy(random_state=optimizer.rng.randint(0, np.iinfo(np.int32).max))
+    with warnings.catch_warnings():  # the copy draws a Sobol design it replaces by the original's
+        warnings.filterwarnings("ignore", "The balance properties of Sobol", UserWarning)
+        liar = optimizer.copy(random_state=optimizer.rng.randint(0, np.iinfo(np.int32).max))
     points = []
     for _ in range(size - 1):
         points.append(liar.ask())

@@ -247,27 +247,28 @@ def robustness_seeds(params: Params) -> list[int]:
 
 
 def robustness_table(found: Found, features: Path, seeds: list[int]) -> pd.DataFrame | None:
-    """The winner and the runners-up cross-validated on this data under each seed."""
-    from mlpipeline.model import CrossValidator, thread_count
+    """The winner and the runners-up cross-validated on this data under each seed, in
+    ``runtime.search_jobs`` processes as the search's trials are."""
+    from mlpipeline.model import thread_count
+    from mlpipeline.search import seeded_runner, worker_plan
     from mlpipeline.training import Target, read_split
 
     params = found.params
-    count = 1 + params.analysis.runners_up
     dims = list(params.train.search.space)
-    points = [dict(zip(dims, row, strict=True)) for row in found.points[dims].head(count).values]
-    if len(points) < 1:
+    top = found.points[dims].head(1 + params.analysis.runners_up)
+    points = [analysis.native(dict(zip(dims, row, strict=True))) for row in top.values]
+    if not points:
         return None
     frame, values = read_split(features / TRAIN_FILE, params.featurize.target)
     target = Target.learn(values, params.train, params.featurize.target)
     y = target.learned(values, "training")[1]
-    threads = thread_count(params.runtime.num_threads)
-    log.info("analyze: %d configuration(s) x %d seed(s)", len(points), len(seeds))
-
-    def evaluate(batch: list[dict], seed: int) -> list[float]:
-        cv = CrossValidator(frame, y, params.train, seed, threads)
-        return [cv.evaluate(point)[0] for point in batch]
-
-    return analysis.robustness([analysis.native(p) for p in points], seeds, evaluate)
+    tasks, runtime = len(points) * len(seeds), params.runtime
+    jobs, threads = worker_plan(tasks, runtime.search_jobs, thread_count(runtime.num_threads))
+    log.info(
+        "analyze: %d configuration(s) x %d seed(s), %d process(es)", len(points), len(seeds), jobs
+    )
+    with seeded_runner(frame, y, params.train, jobs, threads) as evaluate:
+        return analysis.robustness(points, seeds, evaluate)
 
 
 # ---- the report ----------------------------------------------------------------------------

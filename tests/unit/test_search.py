@@ -16,6 +16,7 @@ from mlpipeline.search import (
     history_frame,
     portable_point,
     run_search,
+    seeded_runner,
     skopt_space,
     trial_runner,
     worker_plan,
@@ -152,6 +153,20 @@ def test_a_warm_start_is_told_before_the_first_ask_and_replays_the_same(
     resumed = _search(synthetic_regression, params, Checkpoint(tmp_path / "ck.jsonl", warm))
     assert [t.reused for t in resumed] == [True, True]
     assert _outcome(resumed) == _outcome(told)
+
+
+def test_points_are_scored_again_under_each_seeds_folds(synthetic_regression):
+    frame, price = synthetic_regression
+    params, y = train_params(), np.log1p(price)
+    points = [
+        {"learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 10, "feature_set": "all"},
+        {"learning_rate": 0.2, "num_leaves": 4, "min_child_samples": 20, "feature_set": "carat"},
+    ]
+    with seeded_runner(frame, y, params, 1, 1) as evaluate:
+        scores = evaluate(points, [3, 4, 5])
+    assert scores.shape == (2, 3)
+    assert scores[1, 2] == CrossValidator(frame, y, params, 5, 1).evaluate(points[1])[0]
+    assert len(set(scores[0])) == 3  # other folds, other scores
 
 
 def test_checkpoint_key_follows_the_space_seed_and_data():
