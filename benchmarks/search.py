@@ -513,8 +513,9 @@ def efficiency_method(efficiency: Efficiency, budgets: Sequence[int]) -> list[st
         f"{s.cv_folds}-fold CV {s.metric} of the transformed target",
         f"- Search: the space of `{PARAMS}` unchanged ({', '.join(s.space)}); "
         f"max_rounds {s.max_rounds}, early_stopping_rounds {s.early_stopping_rounds}; "
-        f"Bayesian = `run_search` (GP, {s.acq_func}, n_initial_points "
-        f"{s.n_initial_points}, batch_size {s.batch_size}), n_jobs=1 with "
+        f"Bayesian = `run_search` (GP with {s.noise} noise; {acquisition(s)}; "
+        f"{s.initial_point_generator} initial design of n_initial_points "
+        f"{s.n_initial_points}; batch_size {s.batch_size}), n_jobs=1 with "
         f"{THREADS} LightGBM threads; random = `Space(skopt_space(search)).rvs("
         f"{s.n_calls}, random_state=seed)` through the same `CrossValidator`, "
         f"{THREADS} threads",
@@ -528,10 +529,17 @@ def efficiency_method(efficiency: Efficiency, budgets: Sequence[int]) -> list[st
         f"align ({alignment}); {efficiency.prefix}. For random search the first k of "
         f"{s.n_calls} draws are not the draws of `rvs(k)` but are equally independent uniform "
         "draws",
-        f"- The first n_initial_points ({s.n_initial_points}) Bayesian calls are random "
-        "draws of the optimizer's own initial design: differences up to that budget are "
-        "between two random samples",
+        f"- The first n_initial_points ({s.n_initial_points}) Bayesian calls are the "
+        f"optimizer's own initial design ({s.initial_point_generator}; a randomised design "
+        "follows the seed): up to that budget no Gaussian process has proposed a point",
     ]
+
+
+def acquisition(search: Any) -> str:
+    """The acquisition function with the parameter it uses."""
+    knob = {"EI": f"xi {search.xi}", "PI": f"xi {search.xi}", "LCB": f"kappa {search.kappa}"}
+    used = knob.get(search.acq_func, f"xi {search.xi}, kappa {search.kappa}")
+    return f"{search.acq_func} ({used}, acq_optimizer {search.acq_optimizer})"
 
 
 def parallel_section(parallel: Parallel, rows: int, seed: int, repeat: int) -> str:
@@ -631,7 +639,28 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
     parser.add_argument("--seeds", type=_positive, help="seeds of (a) (overrides the mode)")
     parser.add_argument("--repeat", type=_positive, help="timed runs of (b) (overrides the mode)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a train.search setting instead of params.yaml's (YAML value), e.g. acq_func=EI; "
+        "repeatable",
+    )
     return parser.parse_args(argv)
+
+
+def with_settings(params: Params, settings: Sequence[str]) -> Params:
+    """``params`` with ``train.search`` settings replaced (``KEY=VALUE``, the value as YAML)."""
+    import yaml
+
+    update = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set {item}: not KEY=VALUE")
+        update[key.removeprefix("train.search.")] = yaml.safe_load(value)
+    return params.model_copy(update={"train": with_search(params.train, **update)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -647,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds_n, repeat = args.seeds or mode.seeds, args.repeat or mode.repeat
     started, load_before = time.perf_counter(), os.getloadavg()
 
-    params = load_params(PARAMS)
+    params = with_settings(load_params(PARAMS), args.set)
     frame, y = load_features(FEATURES, params.featurize.target, params.train.target_transform)
     log.info("%s: %d rows, %d columns; %d usable cores", FEATURES, *frame.shape, cores())
     loads: list[float] = []

@@ -8,6 +8,7 @@
     rollout-report  the live log: challenger vs champion, drift, promote or roll back
     build-suite   write a Great Expectations suite from a trusted table
     experiment    run the pipeline as a DVC experiment with params overrides
+    analyze       the searches analysed: leaderboard, sensitivity, robustness of the winner
 
 ``python -m mlpipeline <command> --help`` describes each. The five stages are ``stages/``,
 run by ``dvc repro``.
@@ -30,6 +31,7 @@ COMMANDS = {
     "rollout-report": "mlpipeline.commands.rollout_report",
     "build-suite": "mlpipeline.commands.build_suite",
     "experiment": "mlpipeline.commands.experiment",
+    "analyze": "mlpipeline.commands.analyze",
 }
 
 

@@ -8,10 +8,14 @@ from mlpipeline.config import Params
 from mlpipeline.registry import SPLIT_TAG, Decision
 
 
-def model_card(name: str, summary: dict, metrics: dict, params: Params, tags: dict) -> str:
+def model_card(
+    name: str, summary: dict, metrics: dict, params: Params, tags: dict, sensitivity: str = ""
+) -> str:
     """A short Markdown model card of what the model is: the same bytes wherever the same
     data, params and code produce it (no registry version, run id or commit: those are
-    machine-local and go to the registry, see ``registry_section``)."""
+    machine-local and go to the registry, see ``registry_section``). ``sensitivity``: the
+    "Sensitivity and robustness" section, from the search's trials
+    (``mlpipeline.analysis.card_section``)."""
     pkg = params.package
     table, best = metrics_table(metrics), best_point(summary)
     limits = "\n".join(f"- {item}" for item in pkg.limitations) or "- (none stated)"
@@ -40,6 +44,7 @@ def model_card(name: str, summary: dict, metrics: dict, params: Params, tags: di
 |---|---|---|
 {table}
 
+{sensitivity}
 ## Known limits
 {limits}
 """

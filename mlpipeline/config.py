@@ -183,11 +183,26 @@ SEARCH_METRICS: dict[str, tuple[str, ...]] = {
 HIGHER_IS_BETTER = frozenset({"auc", "average_precision", "auc_mu"})
 
 
+InitialDesign = Literal["random", "sobol", "halton", "hammersly", "lhs"]
+
+
 class SearchParams(_Section):
+    """The Bayesian search (``mlpipeline.search``). The optimizer's knobs default to the values
+    ``python -m benchmarks.search`` found to beat random search (benchmarks/results_search.md;
+    scikit-optimize's own defaults are random, gp_hedge, xi 0.01, kappa 1.96)."""
+
     n_calls: Annotated[int, Field(ge=1)]
     n_initial_points: Annotated[int, Field(ge=1)]
+    initial_point_generator: InitialDesign = "sobol"  # how the initial points are drawn
     batch_size: Annotated[int, Field(ge=1)] = 2
-    acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "gp_hedge"
+    acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "LCB"
+    xi: Annotated[float, Field(ge=0)] = 0.01  # EI and PI: improvement sought, in the metric's units
+    kappa: Annotated[float, Field(ge=0)] = 1.0  # LCB: mean - kappa x std (lower: exploit more)
+    acq_optimizer: Literal["auto", "lbfgs", "sampling"] = "auto"  # how the acquisition's
+    # minimum is found: L-BFGS from the best of 10,000 random points (auto), or those points
+    noise: Literal["gaussian"] | Annotated[float, Field(gt=0)] = "gaussian"  # the GP's noise:
+    # learned (gaussian) or a fixed variance (of the normalised scores)
+    warm_start: str | None = None  # a git revision or DVC experiment whose trials seed the search
     cv_folds: Annotated[int, Field(ge=2)] = 3
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
     max_rounds: Annotated[int, Field(ge=1)] = 1000
@@ -335,6 +350,16 @@ class RolloutParams(_Section):
         return "off" if value is False else value  # YAML 1.1 reads a bare off as false
 
 
+class AnalysisParams(_Section):
+    """``python -m mlpipeline analyze`` (no stage depends on it): the winner and this many
+    runners-up are cross-validated again under ``robustness_seeds`` other seeds (each moves the
+    folds and LightGBM's seed: seed + 1, seed + 2, ...)."""
+
+    robustness_seeds: Annotated[int, Field(ge=0)] = 5
+    runners_up: Annotated[int, Field(ge=0)] = 2
+    out_dir: str = "reports/analysis"  # git-ignored: it depends on this machine's MLflow store
+
+
 class DaskParams(_Section):
     """Where ``engine: dask`` runs: an existing cluster, or a ``LocalCluster`` on this machine."""
 
@@ -380,6 +405,7 @@ class Params(_Section):
     package: PackageParams
     monitor: MonitorParams = Field(default_factory=MonitorParams)
     rollout: RolloutParams = Field(default_factory=RolloutParams)
+    analysis: AnalysisParams = Field(default_factory=AnalysisParams)
 
     @model_validator(mode="before")
     @classmethod

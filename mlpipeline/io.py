@@ -202,6 +202,18 @@ def path_md5(path: Path) -> str:
     return hashlib.md5(json.dumps(listing).encode()).hexdigest()  # noqa: S324 - identity hash
 
 
+def dvc_md5(path: Path) -> str:
+    """The hash ``dvc.lock`` records for a file or a folder (``<md5>.dir``: the MD5 of DVC's
+    sorted listing of relative paths and file MD5s), to compare a workspace path with a lock."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_md5(path)
+    files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+    listing = [{"md5": file_md5(p), "relpath": name} for name, p in files]
+    text = json.dumps(listing, sort_keys=True)
+    return hashlib.md5(text.encode()).hexdigest() + ".dir"  # noqa: S324 - DVC's identity hash
+
+
 def frame_hash(frame: pd.DataFrame) -> str:
     """SHA-256 of a frame's column names, dtypes and values (independent of file format)."""
     digest = hashlib.sha256()

@@ -9,9 +9,13 @@ so the result is the same however the trials run. Scores are losses: a metric
 where higher is better (AUC) is negated. Classification uses stratified folds.
 
 Every finished trial is appended to a checkpoint (JSON lines, keyed by a hash of the search
-params and the data). A run killed part-way and started again with the same params replays
-the finished trials instead of retraining them, and ends exactly where an uninterrupted run
-would. The checkpoint is removed when the search completes.
+params, the data and the warm start). A run killed part-way and started again with the same
+params replays the finished trials instead of retraining them, and ends exactly where an
+uninterrupted run would. The checkpoint is removed when the search completes.
+
+A warm start (``WarmStart``, read by ``mlpipeline.warmstart``) is an earlier search's trials,
+told to the optimizer before it asks for the first point: they count towards its initial
+points, so the Gaussian process proposes from the start.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -167,6 +172,59 @@ def trial_runner(
         )
 
 
+# each worker's data, and a validator per seed (its folds), built when first asked
+_SEEDED: dict[str, Any] = {}
+
+
+def _start_seeded(frame: pd.DataFrame, y: np.ndarray, train_json: str, threads: int) -> None:
+    _SEEDED.update(frame=frame, y=y, train=TrainParams.model_validate_json(train_json))
+    _SEEDED.update(threads=threads, validators={})
+
+
+def _seeded_score(seed: int, point: dict[str, Any]) -> float:
+    validators = _SEEDED["validators"]
+    if seed not in validators:
+        args = (_SEEDED["frame"], _SEEDED["y"], _SEEDED["train"], seed, _SEEDED["threads"])
+        validators[seed] = CrossValidator(*args)
+    return validators[seed].evaluate(point)[0]
+
+
+# scores of the points (rows) under each seed (columns): each seed moves the folds and
+# LightGBM's seed
+Reevaluate = Callable[[list[dict[str, Any]], list[int]], np.ndarray]
+
+
+@contextmanager
+def seeded_runner(
+    frame: pd.DataFrame, y: np.ndarray, train: TrainParams, jobs: int, threads: int
+) -> Iterator[Reevaluate]:
+    """A function that cross-validates points under other seeds, in this process or in ``jobs``
+    spawn workers of ``threads`` LightGBM threads (``worker_plan``), every pair at once."""
+    initargs = (frame, y, train.model_dump_json(), threads)
+    if jobs == 1:
+        _start_seeded(*initargs)
+        try:
+            yield lambda points, seeds: np.array(
+                [[_seeded_score(s, p) for s in seeds] for p in points]
+            )
+        finally:
+            _SEEDED.clear()  # the data and validators are this call's
+        return
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=_start_seeded,
+        initargs=initargs,
+    ) as pool:
+
+        def evaluate(points: list[dict[str, Any]], seeds: list[int]) -> np.ndarray:
+            pairs = [(s, p) for p in points for s in seeds]
+            scores = list(pool.map(_seeded_score, *zip(*pairs, strict=True)))
+            return np.array(scores, dtype=float).reshape(len(points), len(seeds))
+
+        yield evaluate
+
+
 # ---- checkpoint ----------------------------------------------------------------------------
 
 
@@ -177,11 +235,28 @@ def checkpoint_key(train: TrainParams, seed: int, data_digest: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class Checkpoint:
-    """Finished trials, one JSON line each, appended and flushed as they finish."""
+@dataclass(frozen=True)
+class WarmStart:
+    """Trials of an earlier search (``train.search.warm_start``), told to the optimizer before
+    it asks for the first point: ``points`` in the current space, ``scores`` their losses."""
 
-    def __init__(self, path: Path | None) -> None:
+    source: str  # what params named, and the commit it resolved to
+    points: list[dict[str, Any]]
+    scores: list[float]
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps([self.points, self.scores], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """Where the search starts: finished trials of this search, one JSON line each, appended
+    and flushed as they finish, and the warm start (``warm``) it was opened with."""
+
+    def __init__(self, path: Path | None, warm: WarmStart | None = None) -> None:
         self.path = path
+        self.warm = warm
         self.trials: dict[int, Trial] = {}
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
@@ -226,9 +301,9 @@ def run_search(
     kept: BestModels | None = None,
 ) -> list[Trial]:
     """Ask/tell until ``n_calls`` trials are done; returns them in order. ``runner`` evaluates
-    the trials (``trial_runner``: this process or worker processes; or cluster tasks);
-    finished trials found in ``checkpoint`` are replayed; ``kept`` receives the best trial's
-    fold models."""
+    the trials (``trial_runner``: this process or worker processes; or cluster tasks); the
+    checkpoint's warm start is told first; finished trials found in ``checkpoint`` are
+    replayed; ``kept`` receives the best trial's fold models."""
     checkpoint = checkpoint or Checkpoint(None)
     kept = kept if kept is not None else BestModels()
     trials: list[Trial] = []
@@ -236,6 +311,10 @@ def run_search(
     with runner as evaluate, _progress(search.n_calls) as progress:
         dims = skopt_space(search)
         optimizer = bayesian_optimizer(dims, search, seed)
+        if checkpoint.warm and checkpoint.warm.points:
+            warm = checkpoint.warm
+            xs = [[p[d.name] for d in dims] for p in warm.points]
+            tell(optimizer, xs, list(warm.scores), search, search.n_calls)
         while len(trials) < search.n_calls:
             size = min(search.batch_size, search.n_calls - len(trials))
             xs = [portable_point(dims, x) for x in ask_batch(optimizer, size)]
@@ -245,8 +324,17 @@ def run_search(
                 trials.append(done[number])
                 on_trial(done[number])
                 progress(done[number], min(t.score for t in trials))
-            optimizer.tell(xs, [done[n].score for n, _ in batch])
+            ys = [done[n].score for n, _ in batch]
+            tell(optimizer, xs, ys, search, search.n_calls - len(trials))
     return trials
+
+
+def tell(optimizer: Any, xs: list, ys: list[float], search: SearchParams, left: int) -> None:
+    """Tell the optimizer the scores, fitting its GP only if it asks next from its own fit:
+    for one point. A batch asks a copy, which fits itself (``ask_batch``); after the last
+    batch nothing asks. ``gp_hedge`` always fits: its fit updates the hedge's gains."""
+    size = min(search.batch_size, left)
+    optimizer.tell(xs, ys, fit=size == 1 or (size > 1 and search.acq_func == "gp_hedge"))
 
 
 def _named(dims: list, x: list) -> dict[str, Any]:
@@ -269,15 +357,25 @@ def _evaluate_batch(
 
 
 def bayesian_optimizer(dims: list, search: SearchParams, seed: int) -> Any:
-    """scikit-optimize's ask/tell ``Optimizer`` with a Gaussian process over ``dims``."""
+    """scikit-optimize's ask/tell ``Optimizer`` with a Gaussian process over ``dims``: its
+    initial design (``initial_point_generator``, ``n_initial_points``), acquisition function
+    (``acq_func`` with ``xi``/``kappa``) and the GP's noise (``noise``) from ``search``."""
     from skopt import Optimizer
+    from skopt.utils import cook_estimator
 
+    rng = np.random.RandomState(seed)  # as Optimizer(random_state=seed) seeds its GP
+    gp = cook_estimator(
+        "GP", space=dims, random_state=rng.randint(0, np.iinfo(np.int32).max), noise=search.noise
+    )
     return Optimizer(
         dims,
-        base_estimator="GP",
+        base_estimator=gp,
         n_initial_points=min(search.n_initial_points, search.n_calls),
+        initial_point_generator=search.initial_point_generator,
         acq_func=search.acq_func,
-        random_state=seed,
+        acq_func_kwargs={"xi": search.xi, "kappa": search.kappa},
+        acq_optimizer=search.acq_optimizer,
+        random_state=rng,
     )
 
 
@@ -287,7 +385,9 @@ def ask_batch(optimizer: Any, size: int) -> list[list]:
     Gaussian-process fit that nothing uses. Same points, same random state afterwards."""
     if size == 1:
         return [optimizer.ask()]
-    liar = optimizer.copy(random_state=optimizer.rng.randint(0, np.iinfo(np.int32).max))
+    with warnings.catch_warnings():  # the copy draws a Sobol design it replaces by the original's
+        warnings.filterwarnings("ignore", "The balance properties of Sobol", UserWarning)
+        liar = optimizer.copy(random_state=optimizer.rng.randint(0, np.iinfo(np.int32).max))
     points = []
     for _ in range(size - 1):
         points.append(liar.ask())

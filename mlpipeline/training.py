@@ -31,7 +31,7 @@ from mlpipeline.model import (
     refit,
     thread_count,
 )
-from mlpipeline.names import IMPORTANCE, SEARCH_HISTORY
+from mlpipeline.names import IMPORTANCE, SEARCH_HISTORY, TRAIN_FILE
 from mlpipeline.search import (
     BestModels,
     Checkpoint,
@@ -43,6 +43,7 @@ from mlpipeline.search import (
     trial_runner,
     worker_plan,
 )
+from mlpipeline.warmstart import load_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,13 @@ def read_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
     return frame, frame.pop(target)
 
 
-def open_checkpoint(folder: Path, params: Params, train_data: Path) -> Checkpoint:
-    """The search's checkpoint for these train params, seed and training data."""
-    key = checkpoint_key(params.train, params.seed, path_md5(train_data))
-    checkpoint = Checkpoint(folder / f"{key}.jsonl")
+def open_checkpoint(folder: Path, params: Params, features: Path) -> Checkpoint:
+    """The search's checkpoint for these train params, seed, training data and warm start
+    (``train.search.warm_start``, read and checked here: ``features`` is the features folder)."""
+    warm = load_warm_start(params, features)
+    data = path_md5(features / TRAIN_FILE) + (f"+{warm.digest}" if warm else "")
+    key = checkpoint_key(params.train, params.seed, data)
+    checkpoint = Checkpoint(folder / f"{key}.jsonl", warm)
     if checkpoint.trials:
         log.info("resuming: %d finished trial(s) in %s", len(checkpoint.trials), checkpoint.path)
     return checkpoint

@@ -5,8 +5,8 @@ The model (models-from-code: LightGBM's text booster and a JSON spec as artifact
 shared featurization as code, no pickle) is written to ``--out``, servable with ``mlflow
 models serve``, and registered as a new version of ``package.model_name`` with the alias
 ``challenger``; it becomes ``champion`` if it passes the gate (``package.gate``). The model
-card is reproducible and kept in git; the gate's decision (``--decision``) depends on this
-machine's registry and is not.
+card (with the search's sensitivity, from ``--search``) is reproducible and kept in git; the
+gate's decision (``--decision``) depends on this machine's registry and is not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from mlpipeline import cli
+from mlpipeline.analysis import card_section
 from mlpipeline.card import model_card
 from mlpipeline.config import load_params
 from mlpipeline.errors import PipelineError
@@ -49,6 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="MLflow model folder to write")
     parser.add_argument("--decision", type=Path, required=True, help="gate decision JSON")
     parser.add_argument("--card", type=Path, required=True, help="model card Markdown")
+    parser.add_argument("--search", type=Path, required=True, help="train's search history CSV")
     return parser.parse_args(argv)
 
 
@@ -71,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs = model_kwargs(args.model_dir, args.raw, params, summary, Path(scratch))
         challenger = evaluate(save_model(args.out, kwargs), *held_out, params.train.task)
         tags = lineage_tags(params, split, args.validation)
-        card = model_card(name, summary, read_json(args.metrics), params, tags)
+        found = card_section(pd.read_csv(args.search), params.train.search, params.seed)
+        card = model_card(name, summary, read_json(args.metrics), params, tags, found)
         write_text(card, args.card)
         version, decision = register(run, kwargs, tags, card, (challenger, held_out), params, split)
         write_json(decision_record(decision, version), args.decision)

@@ -25,6 +25,7 @@ from mlpipeline.features import FeatureSpec
 from mlpipeline.io import file_md5, write_csv, write_json, write_text
 from mlpipeline.model import portable_model_text
 from mlpipeline.names import BOOSTER_FILE, SPEC_FILE, SUMMARY_FILE, TEST_FILE, TRAIN_FILE
+from mlpipeline.search import Checkpoint
 from mlpipeline.tracking import BOOSTER_TAG, StageRun, stage_run
 from mlpipeline.training import Fitted, Results, Target, open_checkpoint, results, trial_record
 
@@ -52,10 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_values, test_values = (read_target(inputs[part], name) for part in ("train", "test"))
     target = Target.learn(train_values, params.train, name)
     actual = (target.learned(train_values, "training")[0], target.learned(test_values, "test")[0])
-    checkpoint = open_checkpoint(args.checkpoint_dir, params, inputs["train"])
+    checkpoint = open_checkpoint(args.checkpoint_dir, params, args.features)
     logged = {"train": params.train, "seed": params.seed, "target": name}
     with stage_run("train", logged, inputs=inputs) as run, open_engine(params) as engine:
         run.set_tags({"engine": params.engine})
+        log_warm_start(run, checkpoint)
         fitted = engine.fit(
             inputs, target, params, checkpoint, lambda t: run.log_child(trial_record(t))
         )
@@ -66,6 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint.remove()
     log.info("test: %s", {k: round(v, 4) for k, v in written.metrics["test"].items()})
     return 0
+
+
+def log_warm_start(run: StageRun, checkpoint: Checkpoint) -> None:
+    """The tag ``search.warm_start`` (the source and its commit) and the number of trials it
+    told the optimizer (``warm_start_trials``)."""
+    warm = checkpoint.warm
+    if warm is not None:
+        run.set_tags({"search.warm_start": warm.source})
+    run.log_metrics({"warm_start_trials": len(warm.points) if warm else 0})
 
 
 def read_target(path: Path, column: str) -> pd.Series:

@@ -35,6 +35,8 @@ COVERED = {
     "test_the_report_has_the_params_and_metrics_tables_with_the_changes",
     r"dvc exp run -S train\.search\.n_calls=8": "tests/integration/test_pipeline.py::"
     "test_experiment_runs_and_shows_its_metrics",
+    r"dvc exp run -n (small|narrow) -S train\.search\..*|python -m mlpipeline analyze": "tests/"
+    "integration/test_analysis.py::test_two_experiments_a_warm_start_and_their_analysis",
     r"dvc exp run .*--queue.*|dvc queue (start|status|logs).*": "tests/integration/"
     "test_experiments.py::test_queued_experiments_on_a_fresh_clone_with_two_workers_land_in_"
     "one_store",

@@ -9,12 +9,14 @@ from mlpipeline.model import CrossValidator, feature_columns, loss, model_params
 from mlpipeline.search import (
     BestModels,
     Checkpoint,
+    WarmStart,
     ask_batch,
     best_trial,
     checkpoint_key,
     history_frame,
     portable_point,
     run_search,
+    seeded_runner,
     skopt_space,
     trial_runner,
     worker_plan,
@@ -133,6 +135,38 @@ def test_a_resumed_search_reuses_finished_trials_and_ends_the_same(synthetic_reg
     assert [t.reused for t in resumed] == [True, True, True, False]
     assert _outcome(resumed) == _outcome(whole)
     assert [list(t.point) for t in resumed] == [list(t.point) for t in whole]
+
+
+def test_a_warm_start_is_told_before_the_first_ask_and_replays_the_same(
+    synthetic_regression, tmp_path
+):
+    params = train_params(n_calls=2, n_initial_points=2)
+    points = [
+        {"learning_rate": lr, "num_leaves": leaves, "min_child_samples": 10, "feature_set": fs}
+        for lr, leaves, fs in ((0.1, 8, "all"), (0.2, 4, "carat"), (0.06, 16, "all"))
+    ]
+    warm = WarmStart("source", points, [0.30, 0.35, 0.28])
+    cold = _search(synthetic_regression, params)
+    told = _search(synthetic_regression, params, Checkpoint(tmp_path / "ck.jsonl", warm))
+    assert [t.point for t in told] != [t.point for t in cold]  # the GP asked: 3 told >= 2
+    assert all(t.point not in warm.points for t in told)
+    resumed = _search(synthetic_regression, params, Checkpoint(tmp_path / "ck.jsonl", warm))
+    assert [t.reused for t in resumed] == [True, True]
+    assert _outcome(resumed) == _outcome(told)
+
+
+def test_points_are_scored_again_under_each_seeds_folds(synthetic_regression):
+    frame, price = synthetic_regression
+    params, y = train_params(), np.log1p(price)
+    points = [
+        {"learning_rate": 0.1, "num_leaves": 8, "min_child_samples": 10, "feature_set": "all"},
+        {"learning_rate": 0.2, "num_leaves": 4, "min_child_samples": 20, "feature_set": "carat"},
+    ]
+    with seeded_runner(frame, y, params, 1, 1) as evaluate:
+        scores = evaluate(points, [3, 4, 5])
+    assert scores.shape == (2, 3)
+    assert scores[1, 2] == CrossValidator(frame, y, params, 5, 1).evaluate(points[1])[0]
+    assert len(set(scores[0])) == 3  # other folds, other scores
 
 
 def test_checkpoint_key_follows_the_space_seed_and_data():
