@@ -6,6 +6,7 @@
     registry      lineage of a version, rollback, promotion by hand
     build-suite   write a Great Expectations suite from a trusted table
     experiment    run the pipeline as a DVC experiment with params overrides
+    plots         the DVC plots as PNG and as a page that renders offline; the card as HTML
 
 ``python -m mlpipeline <command> --help`` describes each. The five stages are ``stages/``,
 run by ``dvc repro``.
@@ -26,6 +27,7 @@ COMMANDS = {
     "registry": "mlpipeline.commands.registry",
     "build-suite": "mlpipeline.commands.build_suite",
     "experiment": "mlpipeline.commands.experiment",
+    "plots": "mlpipeline.commands.plots",
 }
 
 

@@ -4,14 +4,20 @@ goes into the registered version's description."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mlpipeline.config import Params
 from mlpipeline.registry import SPLIT_TAG, Decision
 
 
-def model_card(name: str, summary: dict, metrics: dict, params: Params, tags: dict) -> str:
+def model_card(
+    name: str, summary: dict, metrics: dict, params: Params, tags: dict, plots: Sequence[str] = ()
+) -> str:
     """A short Markdown model card of what the model is: the same bytes wherever the same
     data, params and code produce it (no registry version, run id or commit: those are
-    machine-local and go to the registry, see ``registry_section``)."""
+    machine-local and go to the registry, see ``registry_section``). ``plots``: the names of
+    the DVC plots it links, as ``plots/<name>.png`` beside the card (in the package run's
+    artifacts, and in ``python -m mlpipeline plots``'s folder)."""
     pkg = params.package
     table, best = metrics_table(metrics), best_point(summary)
     limits = "\n".join(f"- {item}" for item in pkg.limitations) or "- (none stated)"
@@ -42,6 +48,19 @@ def model_card(name: str, summary: dict, metrics: dict, params: Params, tags: di
 
 ## Known limits
 {limits}
+{plots_section(plots)}"""
+
+
+def plots_section(plots: Sequence[str]) -> str:
+    """The card's plots, linked as images beside it (nothing when there are none)."""
+    if not plots:
+        return ""
+    images = "\n".join(f"![{name}](plots/{name}.png)" for name in plots)
+    return f"""
+## Plots
+The DVC plots of this model's test set and search (`dvc plots show`), as PNG beside this card:
+
+{images}
 """
 
 
@@ -70,6 +89,12 @@ def gate_rule(params: Params) -> str:
     )
 
 
+def linked_to_run(card: str, run_id: str) -> str:
+    """The card with its plots served from run ``run_id``'s artifacts by the MLflow UI (the
+    registered version's description: the card's relative image paths would not resolve)."""
+    return card.replace("](plots/", f"](get-artifact?run_uuid={run_id}&path=plots/")
+
+
 def registry_section(version: str, decision: Decision, tags: dict[str, str]) -> str:
     """The registry's part of the card (the model version's description in MLflow): the
     version, the gate's decision and where the model came from on this machine."""
@@ -81,3 +106,25 @@ def registry_section(version: str, decision: Decision, tags: dict[str, str]) -> 
   train run `{tags.get("train.run_id") or "?"}`
 - Validation report: `{tags.get("validation.report", "?")}`
 """
+
+
+CARD_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222;line-height:1.45}
+table{border-collapse:collapse} th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}
+th{background:#f4f4f4} code{font-size:.9em} img{max-width:100%;margin:.5rem 1rem .5rem 0}
+"""
+
+
+def card_html(markdown: str) -> str:
+    """The card (Markdown) as a self-contained HTML page: no scripts, no external assets
+    (its images are the relative paths it links); titled by its first heading."""
+    from html import escape
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    title = next((line.lstrip("# ") for line in markdown.splitlines() if line.strip()), "")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{CARD_STYLE}</style></head><body>\n{body}</body></html>\n"
+    )

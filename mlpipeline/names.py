@@ -24,6 +24,9 @@ SHIPPED_FEATURES = "pipeline_features"  # the module serving.py imports (it name
 # it runs inside the model, without this package; a unit test holds the two equal)
 MODEL_ARTIFACT = "model"  # the logged model's name in its run
 
+# the tables each stage's MLflow run lists as its datasets (MLflow's Datasets panel)
+RAW_DATASET, TRAIN_DATASET, TEST_DATASET = "raw", "train", "test"
+
 # registry aliases
 CHAMPION, CHALLENGER = "champion", "challenger"
 

@@ -66,6 +66,10 @@ COVERED = {
     "test_monitor_passes_a_random_sample",
     r"python -m mlpipeline init .*": "tests/integration/test_docs.py::"
     "test_the_readme_commands_run_as_written",
+    r"python -m mlpipeline plots": "tests/integration/test_browser.py::"
+    "test_dvc_plots_page_renders_offline",
+    r"python -m mlpipeline plots --rev main --out pr_plots": "tests/integration/"
+    "test_ci_report.py::test_the_report_has_the_params_and_metrics_tables_with_the_changes",
 }
 
 
