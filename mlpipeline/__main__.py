@@ -9,6 +9,7 @@
     build-suite   write a Great Expectations suite from a trusted table
     experiment    run the pipeline as a DVC experiment with params overrides
     analyze       the searches analysed: leaderboard, sensitivity, robustness of the winner
+    plots         the DVC plots as PNG and as a page that renders offline; the card as HTML
 
 ``python -m mlpipeline <command> --help`` describes each. The five stages are ``stages/``,
 run by ``dvc repro``.
@@ -32,6 +33,7 @@ COMMANDS = {
     "build-suite": "mlpipeline.commands.build_suite",
     "experiment": "mlpipeline.commands.experiment",
     "analyze": "mlpipeline.commands.analyze",
+    "plots": "mlpipeline.commands.plots",
 }
 
 

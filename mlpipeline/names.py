@@ -30,6 +30,9 @@ SHIPPED_LIVE = "pipeline_live"  # mlpipeline/live.py inside the router (router.p
 # what the rollout report recommends (and `registry promote|rollback --from-report` acts on)
 PROMOTE, KEEP_WATCHING, ROLL_BACK = "promote", "keep watching", "roll back"
 
+# the tables each stage's MLflow run lists as its datasets (MLflow's Datasets panel)
+RAW_DATASET, TRAIN_DATASET, TEST_DATASET = "raw", "train", "test"
+
 # registry aliases
 CHAMPION, CHALLENGER = "champion", "challenger"
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mlpipeline.card import registry_section
+from mlpipeline.card import linked_to_run, registry_section
 from mlpipeline.config import Params
 from mlpipeline.errors import PipelineError
 from mlpipeline.features import FeatureSpec
@@ -41,12 +41,20 @@ from mlpipeline.registry import (
     gate_decision,
     lineage_decision,
     locked_hashes,
+    model_id_of,
     set_champion,
     split_change,
     split_digest,
     version_by_alias,
 )
-from mlpipeline.tracking import BOOSTER_TAG, StageRun, git_state, repo_root
+from mlpipeline.tracking import (
+    BOOSTER_TAG,
+    DatasetRef,
+    StageRun,
+    dataset_entity,
+    git_state,
+    repo_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -262,13 +270,48 @@ def register(
         set_champion(client, name, version)
     gate = {"gate.decision": decision.reason, "gate.comparable": str(decision.comparable)}
     set_version_tags(client, name, version, gate)
-    description = card + registry_section(version, decision, tags)
+    description = linked_to_run(card, run.run_id) + registry_section(version, decision, tags)
     client.update_model_version(name, version, description=description)
     run.log_metrics(
         {"gate.promoted": int(decision.promote), f"held_out.{decision.metric}": decision.challenger}
     )
     run.set_tags({"model.uri": logged.model_uri, "model.name": name, "model.version": version})
     return version, decision
+
+
+MODEL_LINEAGE_TAGS = (
+    "train.run_id",
+    "git.commit",
+    "params.sha256",
+    "data.raw.md5",
+    "data.features.md5",
+)
+
+
+def link_logged_model(
+    name: str, version: str, test_metrics: dict, test: DatasetRef, summary: dict
+) -> str:
+    """Make the registered version's LoggedModel (MLflow 3: the model id the version resolves
+    to) carry what describes it: the test metrics, linked to the test features dataset they
+    were measured on; the best parameters; the lineage tags. The train run lists it among its
+    outputs (logged models). Returns the model id."""
+    import mlflow
+    from mlflow.entities import LoggedModelOutput
+
+    client = mlflow.MlflowClient()
+    found = client.get_model_version(name, version)
+    model_id = model_id_of(found)
+    if not model_id:
+        raise PipelineError(f"package: {name} v{version} resolves to no MLflow LoggedModel")
+    numeric = {f"test.{k}": float(v) for k, v in test_metrics.items()}
+    mlflow.log_metrics(numeric, model_id=model_id, dataset=dataset_entity(test))
+    point = summary.get("best_trial", {}).get("point", {})
+    mlflow.log_model_params({k: str(v) for k, v in point.items()}, model_id=model_id)
+    tags = {k: found.tags[k] for k in MODEL_LINEAGE_TAGS if found.tags.get(k)}
+    mlflow.set_logged_model_tags(model_id, {**tags, "model.name": name, "model.version": version})
+    if train_run := found.tags.get("train.run_id"):
+        client.log_outputs(train_run, [LoggedModelOutput(model_id, 0)])
+    return model_id
 
 
 def machine_tags(client: Any, run: StageRun, kwargs: dict, tags: dict) -> dict[str, str]:

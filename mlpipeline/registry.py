@@ -272,15 +272,20 @@ def rollback_from_report(client: Any, name: str, report: Mapping[str, Any], path
 
 
 def lineage(client: Any, name: str, version: Any) -> dict[str, Any]:
-    """What produced a version: its tags, its run, and the commands that restore the inputs."""
+    """What produced a version: its tags, its runs and their datasets, its LoggedModel
+    (model id, metrics), and the commands that restore the inputs."""
     tags = dict(version.tags)
     commit = tags.get("git.commit", "")
+    model_id = model_id_of(version)
     return {
         "model": name,
         "version": version.version,
         "aliases": list(getattr(version, "aliases", []) or []),
+        "model_id": model_id,
+        "model_metrics": model_metrics(client, model_id),
         "package_run_id": version.run_id,
         "train_run_id": tags.get("train.run_id", ""),
+        "datasets": run_datasets(client, version.run_id),
         "git_commit": commit,
         "dvc_exp_name": tags.get("dvc.exp_name", ""),
         "data": {k: v for k, v in tags.items() if k.startswith(("data.", "model.", "params."))},
@@ -288,6 +293,53 @@ def lineage(client: Any, name: str, version: Any) -> dict[str, Any]:
         "restore": [f"git checkout {commit}", "dvc checkout"] if commit else [],
         "tags": tags,
     }
+
+
+def model_id_of(version: Any) -> str:
+    """The MLflow LoggedModel a registered version resolves to: its ``model_id``, or, where the
+    registry does not store one (MLflow's SQL registry), the id its source names
+    (``models:/<model_id>``, which is how MLflow loads the version)."""
+    if model_id := getattr(version, "model_id", None):
+        return model_id
+    source = str(getattr(version, "source", "") or "")
+    return source.removeprefix("models:/").split("/")[0] if source.startswith("models:/m-") else ""
+
+
+def run_datasets(client: Any, run_id: str | None) -> list[dict[str, Any]]:
+    """The datasets a run lists (MLflow's Datasets panel): name, context, digest (the MD5
+    dvc.lock records), source, rows and target."""
+    if not run_id:
+        return []
+    found = []
+    for item in client.get_run(run_id).inputs.dataset_inputs or []:
+        dataset, tags = item.dataset, {t.key: t.value for t in item.tags}
+        profile, source = _json(dataset.profile), _json(dataset.source)
+        found.append(
+            {
+                "name": dataset.name,
+                "context": tags.get("mlflow.data.context", ""),
+                "digest": dataset.digest,
+                "source": source.get("uri", dataset.source),
+                "rows": profile.get("num_rows"),
+                "target": profile.get("targets"),
+            }
+        )
+    return found
+
+
+def model_metrics(client: Any, model_id: str) -> dict[str, float]:
+    """The LoggedModel's metrics (the package stage links the test metrics), as key: value."""
+    if not model_id:
+        return {}
+    return {metric.key: metric.value for metric in client.get_logged_model(model_id).metrics or []}
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    try:
+        loaded = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def decision_record(decision: Decision, version: str) -> dict[str, Any]:

@@ -11,10 +11,13 @@ MLflow is imported lazily, inside the functions, so importing this module is che
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +40,9 @@ STAGE_TAG = "pipeline.stage"
 ROLE_TAG = "pipeline.role"
 EXPERIMENT_COPIES = (".dvc", "tmp", "exps")  # where DVC runs temporary and queued experiments
 BOOSTER_TAG = "output.booster.md5"  # on train runs: the package stage finds its train run by it
+# The UI opens an experiment of this kind on its runs (training runs), not MLflow 3's GenAI
+# overview (traces, token usage).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def repo_root() -> Path:
@@ -172,6 +178,51 @@ def tracking_enabled() -> bool:
 
 
 @dataclass(frozen=True)
+class DatasetRef:
+    """A table a stage read or wrote, as MLflow's Datasets panel lists it: ``name`` (raw,
+    train, test), ``path`` as dvc.yaml names it (a Parquet file or a folder of parts), the
+    ``context`` it was used in (raw, validation, training, testing) and its ``target``."""
+
+    name: str
+    path: str
+    context: str
+    target: str | None = None
+
+
+SCHEMA_SAMPLE_ROWS = 1000  # MLflow infers a schema value by value: 1.5 s for 54k rows
+
+
+def dataset_entity(ref: DatasetRef) -> Any:
+    """The MLflow dataset of ``ref``: its digest is the MD5 dvc.lock records for the file
+    (``path_md5``), its source the path, its profile the row count (from the Parquet metadata)
+    and the target; the schema is inferred from the first rows only."""
+    import mlflow
+    import pandas as pd
+    import pyarrow.dataset as pads
+    from mlflow.entities import Dataset
+
+    table = pads.dataset(ref.path, format="parquet")
+    sample = table.head(SCHEMA_SAMPLE_ROWS).to_pandas()
+    categories = [c for c in sample.columns if isinstance(sample[c].dtype, pd.CategoricalDtype)]
+    sample = sample.astype(dict.fromkeys(categories, object))  # MLflow cannot infer categories
+    rows = table.count_rows()
+    with warnings.catch_warnings():  # its hint on integer columns, meant for model signatures
+        warnings.simplefilter("ignore")
+        described = mlflow.data.from_pandas(
+            sample, name=ref.name, targets=ref.target, digest=path_md5(Path(ref.path))
+        ).to_dict()
+    profile = {"num_rows": rows, "num_elements": rows * sample.shape[1]}
+    return Dataset(
+        **described
+        | {
+            "source_type": "local",
+            "source": json.dumps({"uri": ref.path}),
+            "profile": json.dumps(profile | ({"targets": ref.target} if ref.target else {})),
+        }
+    )
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """What a stage's run is opened with: plain values, so it can travel to a helper process."""
 
@@ -234,6 +285,16 @@ class StageRun:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._submit(_log_artifact, Path(path).resolve(), artifact_path)
+
+    def log_dataset(self, name: str, path: Path, context: str, target: str | None = None) -> None:
+        """List a table the stage read or wrote among the run's datasets (``DatasetRef``);
+        the executor reads the file's metadata and first rows, not the whole table."""
+        self._submit(_log_dataset, DatasetRef(name, str(path), context, target))
+
+    def log_plot_images(self, plots_dir: Path, artifact_path: str = "plots") -> None:
+        """Render the DVC plots whose data is in ``plots_dir`` to PNG (``mlpipeline.plots``)
+        and log them, from a temporary folder, under ``artifact_path``."""
+        self._submit(_log_plot_images, Path(plots_dir).resolve(), artifact_path)
 
     def close(self, status: str, raise_errors: bool = True) -> str:
         """End the run with ``status`` once every call is done; the tracking URI, or "" if
@@ -311,9 +372,11 @@ def stage_run(
             if not is_store_error(exc):
                 raise
             raise PipelineError(store_problem(tracking_uri(repo_root()), exc)) from exc
-        if run._executor is not None:
-            run_id = run.run_id if uri else "?"
-            log.info("MLflow run %s (%s) in %s", run_id, status, uri or "(not recorded)")
+        if run._executor is not None and uri:
+            page = f"#/experiments/{run.experiment_id}/runs/{run.run_id}"
+            log.info("MLflow run %s (%s) in %s; UI page %s", run.run_id, status, uri, page)
+        elif run._executor is not None:
+            log.info("MLflow run ? (%s) not recorded", status)
 
 
 def _run_setup(
@@ -380,11 +443,15 @@ def _run_tags(root: Path, request: RunRequest, execution: str, parent_id: str | 
 
 
 def _log_metrics(flat: dict[str, Any]) -> None:
+    """The run's own metrics, in one request (``log_batch``: unlike ``mlflow.log_metrics``,
+    it does not also attach them to the models the run has logged)."""
     import mlflow
+    from mlflow.entities import Metric
 
-    numeric = {k: float(v) for k, v in flat.items() if isinstance(v, int | float)}
+    now = int(time.time() * 1000)
+    numeric = [Metric(k, float(v), now, 0) for k, v in flat.items() if isinstance(v, int | float)]
     if numeric:
-        mlflow.log_metrics(numeric)
+        mlflow.MlflowClient().log_batch(_HELD["run_id"], metrics=numeric)
 
 
 def _log_series(series: dict[str, list[float]]) -> None:
@@ -440,6 +507,25 @@ def _log_artifact(path: Path, artifact_path: str | None) -> None:
         mlflow.log_artifact(str(path), artifact_path)
 
 
+def _log_dataset(ref: DatasetRef) -> None:
+    import mlflow
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, ref.context)]
+    mlflow.MlflowClient().log_inputs(_HELD["run_id"], [DatasetInput(dataset_entity(ref), tags)])
+
+
+def _log_plot_images(plots_dir: Path, artifact_path: str) -> None:
+    import mlflow
+
+    from mlpipeline.plots import render_images
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if render_images(plots_dir, Path(scratch), repo_root() / "dvc.yaml"):
+            mlflow.log_artifacts(scratch, artifact_path)
+
+
 def _close(status: str) -> str:
     """End the run (and the parent's, for now) with ``status``; the tracking URI."""
     import mlflow
@@ -459,9 +545,12 @@ def _experiment_id(client: Any, location: str | None) -> str:
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     found = client.get_experiment_by_name(name)
     if found is not None:
+        for key, value in EXPERIMENT_KIND.items():  # stores made before it was set
+            if key not in found.tags:
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
     except Exception:  # created meanwhile by a concurrent stage
         found = client.get_experiment_by_name(name)
         if found is None:

@@ -29,8 +29,15 @@ from mlpipeline.expectations.validation import (
     write_report,
 )
 from mlpipeline.io import atomic_dir, read_json, write_json
-from mlpipeline.names import SPEC_FILE, TEST_FILE, TRAIN_FILE
-from mlpipeline.tracking import stage_run
+from mlpipeline.names import (
+    RAW_DATASET,
+    SPEC_FILE,
+    TEST_DATASET,
+    TEST_FILE,
+    TRAIN_DATASET,
+    TRAIN_FILE,
+)
+from mlpipeline.tracking import StageRun, stage_run
 
 log = logging.getLogger(__name__)
 SPLIT_LABEL = "split"  # the column naming each row's part in the features suite
@@ -59,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = {"raw": args.data, "suite": args.suite}
     never = never_missing(read_json(args.raw_suite))
     with stage_run("featurize", logged, inputs=inputs) as run, open_engine(params) as engine:
+        run.log_dataset(RAW_DATASET, args.data, "raw")
         with atomic_dir(args.out_dir) as staging:  # replaces out_dir only if the checks pass
             counts = engine.featurize(params.featurize, params.seed, args.data, staging, never)
             report = check_features(engine, params, args, staging)
@@ -69,10 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         features = counts.pop("features")
         write_json(counts, args.metrics)
         run.log_artifact(args.out_dir / SPEC_FILE)
+        log_features(run, args.out_dir, params.featurize.target)
     log.info(
         "%d train, %d test rows; %d features", counts["train_rows"], counts["test_rows"], features
     )
     return 0
+
+
+def log_features(run: StageRun, folder: Path, target: str) -> None:
+    """The written train and test features, with their target, among the run's datasets."""
+    run.log_dataset(TRAIN_DATASET, folder / TRAIN_FILE, "training", target)
+    run.log_dataset(TEST_DATASET, folder / TEST_FILE, "testing", target)
 
 
 def staged_columns(staging: Path) -> list[str]:

@@ -16,6 +16,7 @@ from mlpipeline import cli
 from mlpipeline.config import load_params
 from mlpipeline.engine import open_engine
 from mlpipeline.io import write_json
+from mlpipeline.names import RAW_DATASET
 from mlpipeline.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.set_tags({**tags, "engine": params.engine})
         run.log_metrics({"rows": meta["rows"], "columns": meta["columns"]})
         run.log_artifact(args.meta)
+        run.log_dataset(RAW_DATASET, args.out, "raw")
     return 0
 
 

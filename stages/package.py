@@ -7,6 +7,11 @@ models serve``, and registered as a new version of ``package.model_name`` with t
 ``challenger``; it becomes ``champion`` if it passes the gate (``package.gate``). The model
 card (with the search's sensitivity, from ``--search``) is reproducible and kept in git; the
 gate's decision (``--decision``) depends on this machine's registry and is not.
+card is reproducible and kept in git; the gate's decision (``--decision``) depends on this
+machine's registry and is not. The run lists the raw table and the train and test features
+as its datasets; the registered version resolves to MLflow's LoggedModel, which holds the
+test metrics (measured on the test features) and the best parameters; the card's plots (DVC's
+definitions as PNG) are logged beside it.
 """
 
 from __future__ import annotations
@@ -25,18 +30,34 @@ from mlpipeline.card import model_card
 from mlpipeline.config import load_params
 from mlpipeline.errors import PipelineError
 from mlpipeline.io import path_md5, read_json, write_json, write_text
-from mlpipeline.names import BOOSTER_FILE, SUMMARY_FILE
+from mlpipeline.names import (
+    BOOSTER_FILE,
+    RAW_DATASET,
+    SUMMARY_FILE,
+    TEST_DATASET,
+    TEST_FILE,
+    TRAIN_DATASET,
+    TRAIN_FILE,
+)
 from mlpipeline.packaging import (
     evaluate,
     held_out_rows,
     lineage_tags,
+    link_logged_model,
     model_kwargs,
     raw_schema,
     register,
     save_model,
 )
+from mlpipeline.plots import plot_definitions, present, render_images
 from mlpipeline.registry import decision_record, split_definition
-from mlpipeline.tracking import TRACKING_SWITCH, stage_run, tracking_enabled
+from mlpipeline.tracking import (
+    TRACKING_SWITCH,
+    DatasetRef,
+    StageRun,
+    stage_run,
+    tracking_enabled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +74,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--decision", type=Path, required=True, help="gate decision JSON")
     parser.add_argument("--card", type=Path, required=True, help="model card Markdown")
     parser.add_argument("--search", type=Path, required=True, help="train's search history CSV")
+    parser.add_argument("--plots-dir", type=Path, required=True, help="train's plot data")
     return parser.parse_args(argv)
 
 
@@ -62,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise PipelineError(f"package: registers the model in MLflow; unset {TRACKING_SWITCH}=off")
     params = load_params(args.params)
     name = params.package.model_name
-    summary = read_json(args.model_dir / SUMMARY_FILE)
+    summary, metrics = read_json(args.model_dir / SUMMARY_FILE), read_json(args.metrics)
+    plots = [plot.name for plot in present(plot_definitions(), args.plots_dir)]
     held_out = held_out_rows(args.features, params.featurize.target)
     split = split_definition(
         params.seed, params.featurize, raw_schema(args.raw), path_md5(args.raw)
@@ -72,23 +95,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage_run("package", params.package, inputs=inputs, in_process=True) as run,
         tempfile.TemporaryDirectory() as scratch,
     ):
+        test = log_datasets(run, args, params.featurize.target)
         kwargs = model_kwargs(args.model_dir, args.raw, params, summary, Path(scratch))
         challenger = evaluate(save_model(args.out, kwargs), *held_out, params.train.task)
         tags = lineage_tags(params, split, args.validation)
         found = card_section(pd.read_csv(args.search), params.train.search, params.seed)
-        card = model_card(name, summary, read_json(args.metrics), params, tags, found)
+        card = model_card(name, summary, metrics, params, tags, found, plots)
         write_text(card, args.card)
         version, decision = register(run, kwargs, tags, card, (challenger, held_out), params, split)
+        model_id = link_logged_model(name, version, metrics["test"], test, summary)
         write_json(decision_record(decision, version), args.decision)
-        for path, folder in (
-            (args.card, None),
-            (args.decision, None),
-            (args.validation, "validation"),
-        ):
-            run.log_artifact(path, folder)
+        log_files(run, args, Path(scratch))
     state = "champion" if decision.promote else "challenger"
-    log.info("%s v%s: %s (%s)", name, version, state, decision.reason)
+    log.info("%s v%s (model %s): %s (%s)", name, version, model_id, state, decision.reason)
     return 0
+
+
+def log_datasets(run: StageRun, args: argparse.Namespace, target: str) -> DatasetRef:
+    """The raw table and the train and test features among the run's datasets; the test
+    features' reference (the LoggedModel's test metrics are measured on it)."""
+    test = DatasetRef(TEST_DATASET, str(args.features / TEST_FILE), "testing", target)
+    run.log_dataset(RAW_DATASET, args.raw, "raw")
+    run.log_dataset(TRAIN_DATASET, args.features / TRAIN_FILE, "training", target)
+    run.log_dataset(test.name, Path(test.path), test.context, test.target)
+    return test
+
+
+def log_files(run: StageRun, args: argparse.Namespace, scratch: Path) -> None:
+    """The card with its plots (PNG, at the relative paths the card links), the gate's
+    decision and the raw validation report, as the run's artifacts."""
+    for path, folder in ((args.card, None), (args.decision, None), (args.validation, "validation")):
+        run.log_artifact(path, folder)
+    if render_images(args.plots_dir, scratch / "plots"):
+        run.log_artifact(scratch / "plots", "plots")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,15 @@ from mlpipeline.errors import PipelineError
 from mlpipeline.features import FeatureSpec
 from mlpipeline.io import file_md5, write_csv, write_json, write_text
 from mlpipeline.model import portable_model_text
-from mlpipeline.names import BOOSTER_FILE, SPEC_FILE, SUMMARY_FILE, TEST_FILE, TRAIN_FILE
+from mlpipeline.names import (
+    BOOSTER_FILE,
+    SPEC_FILE,
+    SUMMARY_FILE,
+    TEST_DATASET,
+    TEST_FILE,
+    TRAIN_DATASET,
+    TRAIN_FILE,
+)
 from mlpipeline.search import Checkpoint
 from mlpipeline.tracking import BOOSTER_TAG, StageRun, stage_run
 from mlpipeline.training import Fitted, Results, Target, open_checkpoint, results, trial_record
@@ -58,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stage_run("train", logged, inputs=inputs) as run, open_engine(params) as engine:
         run.set_tags({"engine": params.engine})
         log_warm_start(run, checkpoint)
+        run.log_dataset(TRAIN_DATASET, inputs["train"], "training", name)
+        run.log_dataset(TEST_DATASET, inputs["test"], "testing", name)
         fitted = engine.fit(
             inputs, target, params, checkpoint, lambda t: run.log_child(trial_record(t))
         )
@@ -104,6 +114,7 @@ def log_outputs(run: StageRun, fitted: Fitted, written: Results, args: argparse.
         {"trial.score": [t.score for t in trials], "trial.seconds": [t.seconds for t in trials]}
     )
     run.log_artifact(args.plots_dir, "plots")
+    run.log_plot_images(args.plots_dir, "plots")  # the same plots as PNG, DVC's definitions
     run.log_artifact(args.model_dir / SUMMARY_FILE)
 
 

@@ -21,6 +21,7 @@ from mlpipeline.expectations.validation import (
     raise_on_failures,
     write_report,
 )
+from mlpipeline.names import RAW_DATASET
 from mlpipeline.tracking import stage_run
 
 
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = ReportPaths(args.report, args.html, args.metrics)
     inputs = {"suite": args.suite, "data.0": args.data}
     with stage_run("validate", params.validate_, inputs=inputs) as run:
+        run.log_dataset(RAW_DATASET, args.data, "validation")
         check_suite_fits(args.suite, table_columns(args.data), "validate.suite")
         with open_engine(params) as engine:
             examples = params.validate_.result_examples

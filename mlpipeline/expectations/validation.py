@@ -159,13 +159,18 @@ def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+RESULT_WORDS = {"fail": "FAILED", "warn": "failed (warning)", "pass": "passed"}
+
+
 def render_html(report: dict, title: str) -> str:
-    """The report as a page: every expectation, failures first."""
+    """The report as a page: every expectation, failures first, each with its result in words
+    (and colour)."""
     rows = []
     for item in report["results"]:
         row = finding(item)
         status = "pass" if item["success"] else ("fail" if item["severity"] == CRITICAL else "warn")
-        rows.append({"status": status, **asdict(row), "observed": _observed(item)})
+        result = {"status": status, "result": RESULT_WORDS[status]}
+        rows.append({**result, **asdict(row), "observed": _observed(item)})
     return html.render(title, {"suite": report["suite"], **report["statistics"]}, rows, "status")
 
 

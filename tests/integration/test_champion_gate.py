@@ -49,8 +49,13 @@ def test_the_first_model_is_champion_with_its_lineage(registry_repo):
     card = (registry_repo / "reports" / "model_card.md").read_text()
     assert "# Model card: diamonds-price\n" in card and "## Known limits" in card
     assert "v1" not in card and "train run" not in card and "runs:/" not in card
-    description = client(registry_repo).get_model_version(NAME, "1").description
-    assert description.startswith(card) and "## Registry: version 1" in description
+    version = client(registry_repo).get_model_version(NAME, "1")
+    # the card, its plots served from the package run's artifacts by the MLflow UI
+    served = card.replace("](plots/", f"](get-artifact?run_uuid={version.run_id}&path=plots/")
+    assert "](plots/predictions.png)" in card and served != card
+    assert (
+        version.description.startswith(served) and "## Registry: version 1" in version.description
+    )
     lineage = json.loads(registry(registry_repo, "lineage"))
     commits = run(["git", "rev-list", "HEAD"], registry_repo).stdout.split()
     assert lineage["git_commit"] in commits  # the commit the pipeline ran on

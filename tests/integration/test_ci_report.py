@@ -45,6 +45,7 @@ def small_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "small"
     repo.mkdir()
     shutil.copytree(REPO / "ci", repo / "ci")
+    shutil.copytree(REPO / "mlpipeline", repo / "mlpipeline")  # `python -m mlpipeline plots`
     (repo / "dvc.yaml").write_text(yaml.safe_dump(STAGE, sort_keys=False))
     (repo / "train.py").write_text(TRAIN)
     write_params(repo, 0.1)
@@ -70,7 +71,11 @@ def test_the_report_has_the_params_and_metrics_tables_with_the_changes(small_rep
     metrics = tables[tables.index("### Metrics") : tables.index("### Plots")]
     assert "| metrics.json | rmse | 1.0 | 0.5 |" in metrics
     assert "trees" not in metrics  # unchanged values stay out
-    assert (small_repo / "plots" / "index.html").exists()
+    assert "- plots/history.png" in report
+    png = (small_repo / "plots" / "plots" / "history.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")  # rendered by the pinned vl-convert
+    page = (small_repo / "plots" / "index.html").read_text()
+    assert "cdn.jsdelivr.net" not in page and "vegaEmbed" in page  # the libraries inlined
 
 
 def test_a_stale_lock_fails_the_check_and_names_the_stage(small_repo):

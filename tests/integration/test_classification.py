@@ -7,6 +7,7 @@ suites from it with ``build-suite``, ``dvc repro``. No file under ``stages/`` ch
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,6 +119,23 @@ def test_classification_plots_are_written_and_drawn(classified):
     drawn = {name for name, data in shown["data"].items() if data}
     assert {"reports/plots/confusion.csv", "reports/plots/roc.csv"} <= drawn
     assert "reports/plots/precision_recall.csv" in drawn
+    pngs = {f"plots/{Path(name).stem}.png" for name in drawn}  # each drawn plot, as PNG
+    assert pngs <= _train_artifacts(repo, "plots")
+
+
+def _train_artifacts(repo, folder: str) -> set[str]:
+    """The artifacts under ``folder`` of the repository's latest train run."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dvc-pipeline")
+    train = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`pipeline.stage` = 'train'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
+    return {a.path for a in client.list_artifacts(train.info.run_id, folder)}
 
 
 @pytest.mark.integration

@@ -36,7 +36,7 @@ COVERED = {
     r"dvc exp run -S train\.search\.n_calls=8": "tests/integration/test_pipeline.py::"
     "test_experiment_runs_and_shows_its_metrics",
     r"dvc exp run -n (small|narrow) -S train\.search\..*|python -m mlpipeline analyze": "tests/"
-    "integration/test_analysis.py::test_two_experiments_a_warm_start_and_their_analysis",
+    "integration/test_analyze_command.py::test_two_experiments_a_warm_start_and_their_analysis",
     r"dvc exp run .*--queue.*|dvc queue (start|status|logs).*": "tests/integration/"
     "test_experiments.py::test_queued_experiments_on_a_fresh_clone_with_two_workers_land_in_"
     "one_store",
@@ -78,6 +78,10 @@ COVERED = {
     "test_monitor_passes_a_random_sample",
     r"python -m mlpipeline init .*": "tests/integration/test_docs.py::"
     "test_the_readme_commands_run_as_written",
+    r"python -m mlpipeline plots": "tests/integration/test_browser.py::"
+    "test_dvc_plots_page_renders_offline",
+    r"python -m mlpipeline plots --rev main --out pr_plots": "tests/integration/"
+    "test_ci_report.py::test_the_report_has_the_params_and_metrics_tables_with_the_changes",
 }
 
 

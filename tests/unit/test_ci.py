@@ -67,7 +67,23 @@ def test_checks_out_full_history_and_caches_pip(workflow):
     assert checkout["with"]["fetch-depth"] == 0
     assert checkout["with"]["persist-credentials"] is False
     python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
-    assert python["with"]["cache"] == "pip" and python["with"]["python-version"] == "3.11"
+    assert python["with"]["cache"] == "pip"
+    assert python["with"]["python-version"] == "${{ matrix.python-version }}"
+
+
+def test_tests_python_3_11_and_3_13_and_one_job_comments(workflow):
+    job = workflow["jobs"]["reproduce"]
+    assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.13"]
+    commenting = [s for s in job["steps"] if "gh pr comment" in s.get("run", "")]
+    assert [s.get("if") for s in commenting] == ["matrix.python-version == '3.11'"]
+
+
+def test_the_requirements_resolve_for_python_3_11_to_3_13_from_one_file():
+    """One requirements.txt for every supported Python: compiled --universal (markers where
+    a version differs), and pyproject.toml allows exactly those versions."""
+    header = (REPO / "requirements.txt").read_text().splitlines()[:2]
+    assert "uv pip compile requirements.in --universal --python-version 3.11" in header[1]
+    assert 'requires-python = ">=3.11,<3.14"' in (REPO / "pyproject.toml").read_text()
 
 
 def test_every_script_the_workflow_calls_exists(workflow):

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 
 from mlpipeline.io import file_md5
@@ -62,8 +65,11 @@ def test_stage_runs_share_a_parent_and_carry_lineage(
 ):
     data = tmp_path / "in.txt"
     data.write_text("hello")
+    table = tmp_path / "train.parquet"
+    pd.DataFrame({"kind": pd.Categorical(["a", "b", "a"]), "y": [1.0, 2.0, 3.0]}).to_parquet(table)
     monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
     with stage_run("first", {"a": {"b": 1}}, inputs={"raw": data}, in_process=in_process) as run:
+        run.log_dataset("train", table, "training", "y")
         run.log_metrics({"m": {"n": 2.5}, "label": "not a number"})
         run.log_series({"trial.score": [3.0, 1.0]})
         run.log_child(
@@ -93,6 +99,11 @@ def test_stage_runs_share_a_parent_and_carry_lineage(
     assert trial.info.status == "FINISHED"
     history = client.get_metric_history(first.info.run_id, "trial.score")
     assert [(m.step, m.value) for m in history] == [(0, 3.0), (1, 1.0)]
+    (listed,) = client.get_run(first.info.run_id).inputs.dataset_inputs
+    assert (listed.dataset.name, listed.dataset.digest) == ("train", file_md5(table))
+    assert json.loads(listed.dataset.source) == {"uri": str(table)}
+    assert json.loads(listed.dataset.profile) == {"num_rows": 3, "num_elements": 6, "targets": "y"}
+    assert [(t.key, t.value) for t in listed.tags] == [("mlflow.data.context", "training")]
 
 
 def test_a_failing_stage_marks_its_run_failed(mlflow_store):

@@ -1,0 +1,93 @@
+"""The DVC plots as pictures: dvc.yaml's definitions, the spec DVC would draw, the card's
+links to them (rendering itself is covered by the integration tests)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from mlpipeline.card import card_html, linked_to_run, plots_section
+from mlpipeline.plots import plot_definitions, present, vega_lite_spec, vega_lite_version
+from mlpipeline.registry import model_id_of, run_datasets
+
+DVC_YAML = """
+stages: {}
+plots:
+  - reports/plots/importance.csv:
+      title: Feature importance (gain)
+      template: bar_horizontal
+      x: gain
+      y: feature
+  - reports/plots/roc.csv:
+      x: fpr
+      y: tpr
+  - reports/plots/bare.csv
+"""
+
+
+def test_definitions_come_from_dvc_yaml_and_those_with_data_are_present(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    found = plot_definitions(tmp_path / "dvc.yaml")
+    assert [(d.name, d.title) for d in found] == [
+        ("importance", "Feature importance (gain)"),
+        ("roc", "roc"),
+        ("bare", "bare"),
+    ]
+    (tmp_path / "importance.csv").write_text("feature,gain\nb,2.5\na,10\n")
+    assert [d.name for d in present(found, tmp_path)] == ["importance"]  # a regression run's
+
+
+def test_the_spec_is_dvc_s_template_filled_with_the_data(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    (tmp_path / "importance.csv").write_text("feature,gain\nb,2.5\na,10\n")
+    definition = plot_definitions(tmp_path / "dvc.yaml")[0]
+    spec = vega_lite_spec(definition, tmp_path / "importance.csv")
+    assert spec["title"]["text"] == "Feature importance (gain)"
+    values = spec["data"]["values"]
+    assert [(v["feature"], v["gain"], v["rev"]) for v in values] == [
+        ("b", "2.5", "workspace"),
+        ("a", "10", "workspace"),
+    ]
+    assert "vega-lite/v5" in spec["$schema"] and vega_lite_version(spec).startswith("5.")
+
+
+def test_the_card_links_its_plots_beside_it_and_the_registry_copy_serves_them_from_the_run():
+    section = plots_section(["predictions", "search"])
+    assert "![predictions](plots/predictions.png)\n![search](plots/search.png)" in section
+    assert plots_section([]) == ""
+    linked = linked_to_run(section, "abc123")
+    assert "](get-artifact?run_uuid=abc123&path=plots/search.png)" in linked
+    page = card_html("# Model card: m\n\n| a | b |\n|---|---|\n| 1 | 2 |\n" + section)
+    assert "<title>Model card: m</title>" in page and "<table>" in page
+    assert '<img src="plots/predictions.png" alt="predictions"' in page
+    assert "<script" not in page
+
+
+def test_a_registered_version_resolves_to_its_logged_model():
+    assert model_id_of(SimpleNamespace(model_id="m-1", source="models:/m-2")) == "m-1"
+    assert model_id_of(SimpleNamespace(model_id=None, source="models:/m-2")) == "m-2"
+    assert model_id_of(SimpleNamespace(model_id=None, source="runs:/r/model")) == ""
+
+
+def test_lineage_lists_a_run_s_datasets():
+    dataset = SimpleNamespace(
+        name="test",
+        digest="d41d8cd98f00b204e9800998ecf8427e",
+        source='{"uri": "data/features/test.parquet"}',
+        profile='{"num_rows": 10, "num_elements": 30, "targets": "price"}',
+    )
+    tag = SimpleNamespace(key="mlflow.data.context", value="testing")
+    run = SimpleNamespace(
+        inputs=SimpleNamespace(dataset_inputs=[SimpleNamespace(dataset=dataset, tags=[tag])])
+    )
+    client = SimpleNamespace(get_run=lambda run_id: run)
+    assert run_datasets(client, "r1") == [
+        {
+            "name": "test",
+            "context": "testing",
+            "digest": "d41d8cd98f00b204e9800998ecf8427e",
+            "source": "data/features/test.parquet",
+            "rows": 10,
+            "target": "price",
+        }
+    ]
+    assert run_datasets(client, "") == []
