@@ -90,7 +90,9 @@ def updated(path: Path, source: str, found: Profile, name: str) -> Any:
     """``params.yaml`` with what the table says, its comments kept (ruamel's round trip)."""
     from ruamel.yaml import YAML
 
-    doc = YAML().load(path.read_text())
+    reader = YAML()
+    reader.preserve_quotes = True  # a quoted "off" stays a string (YAML 1.1 reads off as false)
+    doc = reader.load(path.read_text())
     doc["dataset"].update(flow(dataset_section(source, found)))
     featurize = doc["featurize"]
     featurize.update(stratify=found.task != "regression", row_filters=[], derived={})
