@@ -27,10 +27,14 @@ pytestmark = pytest.mark.integration
 NAME, ROUTER = "diamonds-price", "diamonds-price-router"
 
 
+V: dict[str, str] = {}  # the champion's and the challenger's version numbers
+
+
 @pytest.fixture(scope="module")
 def rollout_repo(pipeline, tmp_path_factory) -> Path:
-    """A copy of the pipeline repository with two versions: v1 (champion) and a weaker v2
-    (15 boosting rounds: the gate keeps v1, v2 is the challenger)."""
+    """A copy of the pipeline repository with the pipeline's champion and a weaker new version
+    (15 boosting rounds: the gate keeps the champion, the new version is the challenger). Other
+    tests may have registered versions in the pipeline's store: the numbers go to ``V``."""
     import shutil
 
     repo = tmp_path_factory.mktemp("rollout") / "repo"
@@ -41,9 +45,12 @@ def rollout_repo(pipeline, tmp_path_factory) -> Path:
         p["rollout"] = {"mode": "shadow", "rotate_bytes": 4096}
         p["rollout"]["report"] = {"min_rows": 100, "min_outcomes": 100}
 
+    champion = aliases(repo)["champion"]
     set_params(repo, weaker)
     run(["dvc", "repro"], repo)
-    assert aliases(repo) == {"champion": "1", "challenger": "2"}
+    newest = max(int(v.version) for v in client(repo).search_model_versions(f"name='{NAME}'"))
+    assert aliases(repo) == {"champion": champion, "challenger": str(newest)}
+    V.update(champion=champion, challenger=str(newest))
     return repo
 
 
@@ -143,23 +150,24 @@ def close(a: list[float], b: list[float]) -> bool:
 
 def test_shadow_answers_with_the_champion_and_logs_both_versions(rollout_repo, tmp_path):
     said = build(rollout_repo, "--mode", "shadow")
-    assert f"{ROUTER} v1 (@live): mode shadow; champion v1, challenger v2" in said
+    c, k = V["champion"], V["challenger"]
+    assert f"{ROUTER} v1 (@live): mode shadow; champion v{c}, challenger v{k}" in said
     rows, _ = held_out(rollout_repo, 30)
     rows.insert(0, "request_id", [f"shadow-{i}" for i in range(30)])
     log_dir = tmp_path / "log"
     with router_server(rollout_repo, log_dir) as (url, _):
         answers = [a for start in (0, 10, 20) for a in post(url, rows.iloc[start : start + 10])]
     inputs = rows.drop(columns=["request_id"])
-    champion = version_model(rollout_repo, "1").predict(inputs).tolist()
-    challenger = version_model(rollout_repo, "2").predict(inputs).tolist()
+    champion = version_model(rollout_repo, c).predict(inputs).tolist()
+    challenger = version_model(rollout_repo, k).predict(inputs).tolist()
     assert close(answers, champion) and not close(answers, challenger)
     records = {r["request_id"]: r for r in read_log(log_dir).records}
     assert sorted(records) == sorted(rows["request_id"])
     for i, key in enumerate(rows["request_id"]):
         found = records[key]
-        assert (found["mode"], found["answered_by"]) == ("shadow", "1")
-        assert close([found["outputs"]["1"]], [answers[i]])
-        assert close([found["outputs"]["2"]], [challenger[i]])
+        assert (found["mode"], found["answered_by"]) == ("shadow", c)
+        assert close([found["outputs"][c]], [answers[i]])
+        assert close([found["outputs"][k]], [challenger[i]])
 
 
 def test_canary_answers_thirty_percent_of_keys_with_the_challenger_and_a_key_keeps_its_model(
@@ -168,7 +176,7 @@ def test_canary_answers_thirty_percent_of_keys_with_the_challenger_and_a_key_kee
     build(rollout_repo, "--mode", "canary", "--share", "0.3")
     rows, _ = held_out(rollout_repo, 1000, seed=1)
     keys = [f"customer-{i}" for i in range(1000)]
-    models = {v: version_model(rollout_repo, v) for v in ("1", "2")}
+    models = {v: version_model(rollout_repo, v) for v in (V["champion"], V["challenger"])}
 
     def answered_by(frame: pd.DataFrame, answers: list[float]) -> list[str]:
         expected = {v: model.predict(frame).tolist() for v, model in models.items()}
@@ -186,7 +194,8 @@ def test_canary_answers_thirty_percent_of_keys_with_the_challenger_and_a_key_kee
             first += post(url, rows.iloc[part].assign(request_id=keys[part]))
             again += post(url, shuffled.iloc[part].assign(request_id=keys[part]))
     versions = answered_by(rows, first)
-    assert abs(versions.count("2") / 1000 - 0.3) <= 0.05, versions.count("2")
+    share = versions.count(V["challenger"]) / 1000
+    assert abs(share - 0.3) <= 0.05, share
     assert answered_by(shuffled, again) == versions  # each key: the same version both times
     logged = {}
     for record in read_log(tmp_path / "log").records:
@@ -266,8 +275,9 @@ def test_the_report_with_outcomes_rolls_the_weaker_challenger_back(rollout_repo)
     said = run(
         [*registry, "rollback", "--from-report", "reports/rollout/rollout.json"], rollout_repo
     )
-    assert "v2 is no longer the challenger; champion stays v1" in said.stderr
-    assert aliases(rollout_repo) == {"champion": "1"}
+    c, k = V["champion"], V["challenger"]
+    assert f"v{k} is no longer the challenger; champion stays v{c}" in said.stderr
+    assert aliases(rollout_repo) == {"champion": c}
     again = run(["python", "-m", "mlpipeline", "rollout", "build"], rollout_repo, check=False)
     assert again.returncode == 1 and "needs a challenger other than the champion" in again.stderr
-    assert "mode off; champion v1" in build(rollout_repo, "--mode", "off")
+    assert f"mode off; champion v{c}" in build(rollout_repo, "--mode", "off")
