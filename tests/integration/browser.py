@@ -101,9 +101,11 @@ class Browser:
     # ---- the protocol ----------------------------------------------------------------------
 
     def send(
-        self, method: str, params: dict | None = None, session: str | None = None, timeout=30.0
+        self, method: str, params: dict | None = None, session: str | None = None, timeout=120.0
     ) -> dict:
-        """Send one command and return its result (events meanwhile are kept)."""
+        """Send one command and return its result (events meanwhile are kept). A page that
+        keeps the renderer busy (MLflow's UI on a loaded CI machine) can delay an answer by tens
+        of seconds: the timeout is for a browser that is gone, not a slow one."""
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
