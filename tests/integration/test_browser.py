@@ -132,6 +132,7 @@ def test_the_mlflow_ui_shows_the_runs_datasets_and_model(browser, pipeline, shot
         assert runs.ready and "Model training" in runs.text and "Runs" in runs.text
         run_page = f"{url}/#/experiments/1/runs/{train}"
         ready = f"{text}.includes('Datasets') && {text}.includes('test.rmse')"
+        ready += f" && {text}.includes('diamonds-price')"  # the registered model comes last
         shown = browser.visit(run_page, ready, shots / "ui_train_run.png", 180)
         assert shown.ready and "train (" in shown.text and "Training" in shown.text
         assert "diamonds-price" in shown.text  # the registered model, through the LoggedModel

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import _copy_repository, git_commit, run, set_params
+from tests.integration.conftest import _copy_repository, env, git_commit, run, set_params
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,21 @@ def runs_of(repo: Path, exp_name: str) -> dict[str, object]:
     return {r.data.tags.get("pipeline.stage", r.info.run_name): r for r in found}
 
 
+def start_workers(repo: Path) -> None:
+    """``dvc queue start -j 2`` with its output in a file: the workers it starts inherit the
+    output, so a pipe would keep the call waiting until they exit."""
+    with open(repo.parent / "queue-start.log", "w") as out:
+        done = subprocess.run(
+            ["dvc", "queue", "start", "-j", "2"],
+            cwd=repo,
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
+    assert done.returncode == 0, (repo.parent / "queue-start.log").read_text()
+
+
 def wait_for_queue(repo: Path, seconds: float = 1200) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -83,7 +99,7 @@ def test_queued_experiments_on_a_fresh_clone_with_two_workers_land_in_one_store(
             ],
             workspace,
         )
-    run(["dvc", "queue", "start", "-j", "2"], workspace)
+    start_workers(workspace)
     status = wait_for_queue(workspace)
     assert "Failed" not in status, status
     shown = json.loads(run(["dvc", "exp", "show", "--json"], workspace).stdout)
