@@ -32,6 +32,18 @@ def thread_count(requested: int) -> int:
     return requested or cores()
 
 
+def cap_threads(limit: int) -> None:
+    """Cap the threads of every LightGBM call in this process at ``limit`` (<= 0: no cap),
+    also between the boosting rounds of a running training: each parallel region reads the
+    cap as it starts. LightGBM's C API ``LGBM_SetMaxThreads`` (the Python package has no
+    wrapper for it)."""
+    import ctypes
+
+    from lightgbm.basic import _LIB
+
+    _LIB.LGBM_SetMaxThreads(ctypes.c_int(limit))
+
+
 def model_params(
     point: dict[str, Any], train: TrainParams, seed: int, threads: int, num_class: int = 1
 ) -> dict:
@@ -100,6 +112,7 @@ class CrossValidator:
         folds = splitter(train.search.cv_folds, shuffle=True, random_state=seed)
         self.folds = list(folds.split(frame, y))
         self._datasets: dict[tuple[str, ...], Any] = {}
+        self.callbacks: list[Any] = []  # more LightGBM callbacks, run after every round
 
     def dataset(self, columns: list[str]) -> Any:
         import lightgbm as lgb
@@ -125,7 +138,10 @@ class CrossValidator:
             self.dataset(columns),
             num_boost_round=search.max_rounds,
             folds=self.folds,
-            callbacks=[lgb.early_stopping(search.early_stopping_rounds, verbose=False)],
+            callbacks=[
+                lgb.early_stopping(search.early_stopping_rounds, verbose=False),
+                *self.callbacks,
+            ],
             return_cvbooster=True,
         )
         mean = result[f"valid {search.metric}-mean"]

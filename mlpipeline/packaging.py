@@ -63,6 +63,7 @@ FEATURES_CODE = Path(__file__).with_name("features.py")
 RUNTIME_PACKAGES = ("lightgbm", "numpy", "pandas", "numexpr")
 # What the served model needs from train's summary (see serving.py).
 SERVED_SUMMARY = ("task", "spec", "target", "target_transform", "classes", "features")
+PACKAGE_TAG = "package.md5"  # on versions: the packaged folder's content (package_digest)
 
 
 def input_example(raw: pd.DataFrame, spec: FeatureSpec, rows: int) -> pd.DataFrame:
@@ -127,9 +128,11 @@ def judge(
     held_out: tuple,
     params: Params,
     split: dict,
+    digest: str = "",
 ) -> Decision:
     """The gate's decision on ``version`` against the current champion, if any: compared on
-    the held-out rows only if the champion was trained on the same split (``split``)."""
+    the held-out rows only if the champion was trained on the same split (``split``).
+    ``digest``: the challenger's ``PACKAGE_TAG``."""
     current = version_by_alias(client, name, CHAMPION)
     gate, metric = params.package.gate, params.gate_metric
     if current is None:
@@ -137,7 +140,7 @@ def judge(
     if change := split_change(current.tags, split):
         return lineage_decision(challenger, gate, metric, str(current.version), change, version)
     try:
-        champion = score_version(name, current.version, held_out, params.train.task)
+        champion = score_champion(name, current, (challenger, digest), held_out, params.train.task)
     except Exception as exc:  # a champion this code cannot load or score (other task, classes)
         log.warning("champion v%s could not be scored: %s", current.version, exc)
         return Decision(
@@ -150,6 +153,55 @@ def judge(
             champion_version=str(current.version),
         )
     return gate_decision(challenger, champion, gate, metric, current.version)
+
+
+def score_champion(
+    name: str, champion: Any, challenger: tuple[dict, str], held_out: tuple, task: str
+) -> dict[str, float]:
+    """The champion version's metrics on the held-out rows: the challenger's own (its metrics,
+    its ``PACKAGE_TAG``) when both are the same packaged model — code, booster and metadata —,
+    else measured on its loaded model."""
+    scores, digest = challenger
+    if digest and champion.tags.get(PACKAGE_TAG) == digest:
+        return dict(scores)
+    return score_version(name, champion.version, held_out, task)
+
+
+def package_digest(folder: Path) -> str:
+    """A saved model folder's content digest: the ``model_uuid`` ``reproducible_mlmodel``
+    derives from its files."""
+    return str(yaml.safe_load((folder / "MLmodel").read_text())["model_uuid"])
+
+
+def train_plot_images(run_id: str, out_dir: Path, names: list[str]) -> list[Path]:
+    """The plot images (``plots/<name>.png``) the train run ``run_id`` logged, the same
+    rendering of the same plot data, copied to ``out_dir``; [] if one of them is missing."""
+    import mlflow
+
+    if not run_id or not names:
+        return []
+    try:
+        folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="plots"))
+    except Exception:  # no such artifacts (tracking was off for train, another store)
+        return []
+    images = [folder / f"{name}.png" for name in names]
+    if not all(image.is_file() for image in images):
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(image, out_dir / image.name)) for image in images]
+
+
+def card_images(
+    run: StageRun, booster: Path, plots_dir: Path, out_dir: Path, names: list[str]
+) -> bool:
+    """The card's plot images in ``out_dir``: those the train run that wrote ``booster``
+    logged, else rendered from ``plots_dir``. False if there are none."""
+    import mlflow
+
+    from mlpipeline.plots import render_images
+
+    train_run = train_run_id(mlflow.MlflowClient(), run.experiment_id, file_md5(booster))
+    return bool(train_plot_images(train_run, out_dir, names) or render_images(plots_dir, out_dir))
 
 
 def score_version(name: str, version: str, held_out: tuple, task: str) -> dict[str, float]:
@@ -232,10 +284,12 @@ def raw_schema(path: Path) -> list[str]:
     return [f"{field.name}: {field.type}" for field in pq.ParquetDataset(path).schema]
 
 
-def lineage_tags(params: Params, split: dict, validation: Path) -> dict[str, str]:
-    """The version's reproducible lineage: dvc.lock's data and model hashes, params, split."""
+def lineage_tags(params: Params, split: dict, validation: Path, package: Path) -> dict[str, str]:
+    """The version's reproducible lineage: dvc.lock's data and model hashes, params, split,
+    the saved model folder's content digest."""
     return {
         **locked_hashes(Path("dvc.lock")),
+        PACKAGE_TAG: package_digest(package),
         "params.sha256": params_digest(params),
         SPLIT_TAG: split_digest(split),
         SPLIT_DEFINITION_TAG: json.dumps(split, sort_keys=True),
@@ -265,7 +319,9 @@ def register(
     client.set_registered_model_alias(name, CHALLENGER, version)
     tags = {**tags, **machine_tags(client, run, kwargs, tags)}
     set_version_tags(client, name, version, tags)
-    decision = judge(client, name, version, challenger, held_out, params, split)
+    decision = judge(
+        client, name, version, challenger, held_out, params, split, tags.get(PACKAGE_TAG, "")
+    )
     if decision.promote:
         set_champion(client, name, version)
     gate = {"gate.decision": decision.reason, "gate.comparable": str(decision.comparable)}

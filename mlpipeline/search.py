@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipeline.config import CategoricalDim, IntegerDim, SearchParams, TrainParams
-from mlpipeline.model import CrossValidator
+from mlpipeline.model import CrossValidator, cap_threads
 
 log = logging.getLogger(__name__)
 
@@ -132,44 +132,88 @@ def kept_trial(
     return trial, [b.model_to_string(num_iteration=best_iteration) for b in cvbooster.boosters]
 
 
+@dataclass(frozen=True)
+class CoreShare:
+    """The cores the search's worker processes share. ``busy`` (a shared counter) holds the
+    trials of the current batch not yet finished; each running trial may use
+    ``total // busy`` LightGBM threads, re-read after every boosting round. So while both
+    trials of a batch run each has one core, and the one still running when the other ends
+    takes both: no core waits for the batch's slower trial. The trees do not depend on the
+    thread count (``mlpipeline.model``), so neither does the result."""
+
+    busy: Any  # multiprocessing.Value("i")
+    total: int
+    jobs: int
+
+    def limit(self) -> int:
+        running = max(1, min(self.busy.value, self.jobs))
+        return max(1, self.total // running)
+
+    def finished(self) -> None:
+        with self.busy.get_lock():
+            self.busy.value -= 1
+
+
 _WORKER: CrossValidator | None = None
+_SHARE: list[Any] = [None, 0]  # the worker's CoreShare and the thread cap it last set
 
 
-def _start_worker(frame: pd.DataFrame, y: np.ndarray, train_json: str, seed: int, threads: int):
+def _start_worker(frame: pd.DataFrame, y: np.ndarray, train_json: str, seed: int, share: CoreShare):
     global _WORKER  # one validator per worker process, built once
-    _WORKER = CrossValidator(frame, y, TrainParams.model_validate_json(train_json), seed, threads)
+    train = TrainParams.model_validate_json(train_json)
+    _WORKER = CrossValidator(frame, y, train, seed, share.total)
+    _WORKER.callbacks = [_follow_share]
+    _SHARE[0] = share
+
+
+def _follow_share(env: Any = None) -> None:
+    """Cap this worker's LightGBM threads at its share of the cores (a LightGBM callback)."""
+    limit = _SHARE[0].limit()
+    if limit != _SHARE[1]:
+        cap_threads(limit)
+        _SHARE[1] = limit
 
 
 def _run_trial(
     number: int, point: dict[str, Any], keep_below: float
 ) -> tuple[Trial, list[str] | None]:
     assert _WORKER is not None, "worker not initialised"
-    return kept_trial(_WORKER, number, point, keep_below)
+    _follow_share()
+    try:
+        return kept_trial(_WORKER, number, point, keep_below)
+    finally:
+        _SHARE[0].finished()
 
 
 @contextmanager
 def trial_runner(
     frame: pd.DataFrame, y: np.ndarray, train: TrainParams, seed: int, jobs: int, threads: int
 ) -> Iterator[Evaluate]:
-    """A function that evaluates a batch of (number, point), in-process or in ``jobs`` workers,
-    returning each trial with its fold models if it scores below the given loss."""
+    """A function that evaluates a batch of (number, point), in-process or in ``jobs`` workers
+    sharing ``jobs x threads`` LightGBM threads (``CoreShare``), returning each trial with its
+    fold models if it scores below the given loss."""
     log.info("search: %d worker(s) x %d thread(s)", jobs, threads)
     if jobs == 1:
         cv = CrossValidator(frame, y, train, seed, threads)
         yield lambda batch, keep_below: [kept_trial(cv, n, p, keep_below) for n, p in batch]
         return
     # spawn, not fork: forking a process that already runs OpenMP threads can hang
+    context = get_context("spawn")
+    share = CoreShare(context.Value("i", 0), jobs * threads, jobs)
     with ProcessPoolExecutor(
         max_workers=jobs,
-        mp_context=get_context("spawn"),
+        mp_context=context,
         initializer=_start_worker,
-        initargs=(frame, y, train.model_dump_json(), seed, threads),
+        initargs=(frame, y, train.model_dump_json(), seed, share),
     ) as pool:
         for _ in range(jobs):  # start the workers now: they load the data meanwhile
             pool.submit(int)
-        yield lambda batch, keep_below: list(
-            pool.map(_run_trial, *zip(*batch, strict=True), [keep_below] * len(batch))
-        )
+
+        def evaluate(batch: list[tuple[int, dict]], keep_below: float) -> list:
+            share.busy.value = len(batch)
+            return list(pool.map(_run_trial, *zip(*batch, strict=True), [keep_below] * len(batch)))
+
+        yield evaluate
 
 
 # each worker's data, and a validator per seed (its folds), built when first asked

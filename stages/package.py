@@ -40,6 +40,7 @@ from mlpipeline.names import (
     TRAIN_FILE,
 )
 from mlpipeline.packaging import (
+    card_images,
     evaluate,
     held_out_rows,
     lineage_tags,
@@ -49,7 +50,7 @@ from mlpipeline.packaging import (
     register,
     save_model,
 )
-from mlpipeline.plots import plot_definitions, present, render_images
+from mlpipeline.plots import plot_definitions, present
 from mlpipeline.registry import decision_record, split_definition
 from mlpipeline.tracking import (
     TRACKING_SWITCH,
@@ -98,14 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         test = log_datasets(run, args, params.featurize.target)
         kwargs = model_kwargs(args.model_dir, args.raw, params, summary, Path(scratch))
         challenger = evaluate(save_model(args.out, kwargs), *held_out, params.train.task)
-        tags = lineage_tags(params, split, args.validation)
+        tags = lineage_tags(params, split, args.validation, args.out)
         found = card_section(pd.read_csv(args.search), params.train.search, params.seed)
         card = model_card(name, summary, metrics, params, tags, found, plots)
         write_text(card, args.card)
         version, decision = register(run, kwargs, tags, card, (challenger, held_out), params, split)
         model_id = link_logged_model(name, version, metrics["test"], test, summary)
         write_json(decision_record(decision, version), args.decision)
-        log_files(run, args, Path(scratch))
+        log_files(run, args, Path(scratch), plots)
     state = "champion" if decision.promote else "challenger"
     log.info("%s v%s (model %s): %s (%s)", name, version, model_id, state, decision.reason)
     return 0
@@ -121,12 +122,14 @@ def log_datasets(run: StageRun, args: argparse.Namespace, target: str) -> Datase
     return test
 
 
-def log_files(run: StageRun, args: argparse.Namespace, scratch: Path) -> None:
-    """The card with its plots (PNG, at the relative paths the card links), the gate's
-    decision and the raw validation report, as the run's artifacts."""
+def log_files(run: StageRun, args: argparse.Namespace, scratch: Path, plots: list[str]) -> None:
+    """The card with its plots (PNG, at the relative paths the card links: the train run's
+    images of the same plot data, or rendered here), the gate's decision and the raw
+    validation report, as the run's artifacts."""
     for path, folder in ((args.card, None), (args.decision, None), (args.validation, "validation")):
         run.log_artifact(path, folder)
-    if render_images(args.plots_dir, scratch / "plots"):
+    booster = args.model_dir / BOOSTER_FILE
+    if card_images(run, booster, args.plots_dir, scratch / "plots", plots):
         run.log_artifact(scratch / "plots", "plots")
 
 

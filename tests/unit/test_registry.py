@@ -105,6 +105,30 @@ def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_st
     assert "promote --version 2" in decision.reason
 
 
+def test_a_champion_that_is_the_same_packaged_model_is_not_loaded_again(mlflow_store, tmp_path):
+    import mlflow
+
+    from mlpipeline.config import load_params
+    from mlpipeline.packaging import PACKAGE_TAG, judge
+    from tests.helpers import make_params, write_params
+
+    split = {"seed": 42, "test_size": 0.2}
+
+    class Client:  # its champion cannot be loaded: only the digest can spare the attempt
+        def get_model_version_by_alias(self, name, alias):
+            tags = {SPLIT_TAG: split_digest(split), PACKAGE_TAG: "d1"}
+            return SimpleNamespace(version="1", tags=tags)
+
+    mlflow.set_tracking_uri(mlflow_store)
+    params = load_params(write_params(tmp_path / "params.yaml", make_params("t.csv", "y", ["a"])))
+    scores = {"rmse": 500.0, "r2": 0.97, "mape": 5.0}
+    same = judge(Client(), "m", "2", scores, (), params, split, digest="d1")
+    assert not same.promote and same.champion == 500.0 and same.champion_version == "1"
+    assert "rmse 500 vs champion v1 500" in same.reason
+    other = judge(Client(), "m", "2", scores, (), params, split, digest="d2")
+    assert "champion v1 could not be scored" in other.reason
+
+
 def _featurize(**changes):
     from mlpipeline.config import FeaturizeParams
 

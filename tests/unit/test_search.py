@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from mlpipeline.config import TrainParams
 from mlpipeline.errors import PipelineError
-from mlpipeline.model import CrossValidator, feature_columns, loss, model_params
+from mlpipeline.model import CrossValidator, cap_threads, feature_columns, loss, model_params
 from mlpipeline.search import (
     BestModels,
     Checkpoint,
+    CoreShare,
     WarmStart,
     ask_batch,
     best_trial,
@@ -97,6 +100,34 @@ def test_model_params_set_threads_seed_and_drop_the_feature_set():
 )
 def test_workers_times_threads_never_exceed_the_cores(jobs, batch, cores, plan):
     assert worker_plan(batch, jobs, cores) == plan
+
+
+@pytest.mark.parametrize(("busy", "jobs", "limit"), [(2, 2, 1), (1, 2, 2), (0, 2, 2), (4, 2, 1)])
+def test_a_trial_takes_the_cores_its_finished_partners_left(busy, jobs, limit):
+    share = CoreShare(SimpleNamespace(value=busy), total=2, jobs=jobs)
+    assert share.limit() == limit
+
+
+def test_trees_do_not_change_when_the_thread_cap_changes_between_rounds():
+    """What lets a search worker take idle cores mid-training without changing the result."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20_000, 8))
+    y = x[:, 0] * 2 + np.sin(x[:, 1]) + rng.normal(scale=0.1, size=len(x))
+    params = model_params({"num_leaves": 31}, train_params(), seed=1, threads=2)
+
+    def fit(callbacks):
+        booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=30, callbacks=callbacks)
+        return booster.model_to_string().split("parameters:")[0]
+
+    try:
+        cap_threads(1)
+        one_thread = fit([])
+        switching = fit([lambda env: cap_threads(2 if env.iteration % 2 else 1)])
+    finally:
+        cap_threads(0)
+    assert switching == one_thread == fit([])
 
 
 def test_unknown_feature_in_a_set_is_named():
