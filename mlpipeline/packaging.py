@@ -139,8 +139,10 @@ def judge(
         return gate_decision(challenger, None, gate, metric)
     if change := split_change(current.tags, split):
         return lineage_decision(challenger, gate, metric, str(current.version), change, version)
+    if digest and current.tags.get(PACKAGE_TAG) == digest:  # the same packaged model: same scores
+        return gate_decision(challenger, challenger, gate, metric, current.version)
     try:
-        champion = score_champion(name, current, (challenger, digest), held_out, params.train.task)
+        champion = score_version(name, current.version, held_out, params.train.task)
     except Exception as exc:  # a champion this code cannot load or score (other task, classes)
         log.warning("champion v%s could not be scored: %s", current.version, exc)
         return Decision(
@@ -153,18 +155,6 @@ def judge(
             champion_version=str(current.version),
         )
     return gate_decision(challenger, champion, gate, metric, current.version)
-
-
-def score_champion(
-    name: str, champion: Any, challenger: tuple[dict, str], held_out: tuple, task: str
-) -> dict[str, float]:
-    """The champion version's metrics on the held-out rows: the challenger's own (its metrics,
-    its ``PACKAGE_TAG``) when both are the same packaged model — code, booster and metadata —,
-    else measured on its loaded model."""
-    scores, digest = challenger
-    if digest and champion.tags.get(PACKAGE_TAG) == digest:
-        return dict(scores)
-    return score_version(name, champion.version, held_out, task)
 
 
 def package_digest(folder: Path) -> str:
