@@ -112,4 +112,4 @@ def check_features(engine: Engine, params: Params, args: argparse.Namespace, sta
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli.run(main))
+    cli.finish(cli.run(main))

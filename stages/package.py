@@ -134,4 +134,4 @@ def log_files(run: StageRun, args: argparse.Namespace, scratch: Path, plots: lis
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli.run(main))
+    cli.finish(cli.run(main))

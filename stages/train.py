@@ -119,4 +119,4 @@ def log_outputs(run: StageRun, fitted: Fitted, written: Results, args: argparse.
 
 
 if __name__ == "__main__":
-    raise SystemExit(cli.run(main))
+    cli.finish(cli.run(main))

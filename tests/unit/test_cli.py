@@ -1,0 +1,47 @@
+"""The command line's runner: expected errors become one line and an exit code; the process
+ends through ``cli.finish``."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+
+import pytest
+
+from mlpipeline import cli
+from mlpipeline.errors import PipelineError
+
+
+def test_an_expected_error_is_one_line_and_its_exit_code(capsys):
+    def main(argv):
+        raise PipelineError("params.yaml: train.search.n_calls must be at least 1")
+
+    assert cli.run(main, []) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: params.yaml: train.search.n_calls must be at least 1"
+    )
+
+
+def test_finish_freezes_what_is_alive_and_exits_with_the_code(monkeypatch):
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    with pytest.raises(SystemExit) as exit_:
+        cli.finish(3)
+    assert exit_.value.code == 3
+    assert frozen == [True]
+
+
+def test_a_stage_process_ends_with_main_s_exit_code_and_its_output_flushed(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest: [not, a, mapping\n")
+    command = [sys.executable, "-m", "stages.ingest", "--params", str(params)]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "raw.parquet"), "--meta", str(tmp_path / "m.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.startswith("error: ") and str(params) in done.stderr
+    assert "Traceback" not in done.stderr
