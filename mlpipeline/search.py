@@ -20,7 +20,6 @@ points, so the Gaussian process proposes from the start.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
@@ -165,7 +164,6 @@ def _start_worker(frame: pd.DataFrame, y: np.ndarray, train_json: str, seed: int
     _WORKER = CrossValidator(frame, y, train, seed, share.total)
     _WORKER.callbacks = [_follow_share]
     _SHARE[0] = share
-    gc.freeze()  # see _start_seeded
 
 
 def _follow_share(env: Any = None) -> None:
@@ -225,10 +223,6 @@ _SEEDED: dict[str, Any] = {}
 def _start_seeded(frame: pd.DataFrame, y: np.ndarray, train_json: str, threads: int) -> None:
     _SEEDED.update(frame=frame, y=y, train=TrainParams.model_validate_json(train_json))
     _SEEDED.update(threads=threads, validators={})
-    # The worker's modules and data live as long as it does. Frozen, they are left out of the
-    # collections Python runs while the worker shuts down (~1 s with scikit-learn loaded),
-    # which the pool's shutdown would wait for.
-    gc.freeze()
 
 
 def _seeded_score(seed: int, point: dict[str, Any]) -> float:
