@@ -12,12 +12,19 @@ from typing import NoReturn
 from mlpipeline.errors import PipelineError
 
 NOISY_LOGGERS = ("great_expectations", "alembic", "numexpr")
+# A stage is a short process that imports large libraries (GX, MLflow, scikit-learn), each
+# creating hundreds of thousands of objects that live until it ends. Python's default first
+# threshold (700 allocations) walks them again and again; at 50,000 the validate stage takes
+# 2.7 s instead of 3.3 s (medians of 4 pairs). Garbage cycles wait a little longer, no more.
+COLLECT_AFTER = 50_000
 
 
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
     """Run a ``main``; an expected error becomes one readable line and its exit code."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(COLLECT_AFTER, *thresholds[1:])
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
@@ -31,6 +38,8 @@ def run(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # noqa: T201
         return 130
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def finish(code: int) -> NoReturn:

@@ -45,3 +45,11 @@ def test_a_stage_process_ends_with_main_s_exit_code_and_its_output_flushed(tmp_p
     assert done.returncode != 0
     assert done.stderr.startswith("error: ") and str(params) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_main_runs_with_fewer_collections_and_the_collector_is_restored_after():
+    before = gc.get_threshold()
+    seen = []
+    assert cli.run(lambda argv: seen.append(gc.get_threshold()[0]), []) == 0
+    assert seen == [cli.COLLECT_AFTER]
+    assert gc.get_threshold() == before
