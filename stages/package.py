@@ -6,12 +6,10 @@ shared featurization as code, no pickle) is written to ``--out``, servable with 
 models serve``, and registered as a new version of ``package.model_name`` with the alias
 ``challenger``; it becomes ``champion`` if it passes the gate (``package.gate``). The model
 card (with the search's sensitivity, from ``--search``) is reproducible and kept in git; the
-gate's decision (``--decision``) depends on this machine's registry and is not.
-card is reproducible and kept in git; the gate's decision (``--decision``) depends on this
-machine's registry and is not. The run lists the raw table and the train and test features
-as its datasets; the registered version resolves to MLflow's LoggedModel, which holds the
-test metrics (measured on the test features) and the best parameters; the card's plots (DVC's
-definitions as PNG) are logged beside it.
+gate's decision (``--decision``) depends on this machine's registry and is not. The run lists
+the raw table and the train and test features as its datasets; the registered version
+resolves to MLflow's LoggedModel, which holds the test metrics (measured on the test features)
+and the best parameters; the card's plots (DVC's definitions as PNG) are logged beside it.
 """
 
 from __future__ import annotations
