@@ -1,10 +1,12 @@
-"""What every stage's and command's ``main`` shares: logging set-up and clean exits on
-expected errors (a message and an exit code, never a traceback)."""
+"""What every stage's and command's ``main`` shares: logging set-up, the process's settings
+(collector, MLflow telemetry off) and clean exits on expected errors (a message and an exit
+code, never a traceback)."""
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -17,12 +19,17 @@ NOISY_LOGGERS = ("great_expectations", "alembic", "numexpr")
 # threshold (700 allocations) walks them again and again; at 50,000 the validate stage takes
 # 2.7 s instead of 3.3 s (medians of 4 pairs). Garbage cycles wait a little longer, no more.
 COLLECT_AFTER = 50_000
+# The pipeline runs offline: MLflow's usage telemetry (a config download, then events) is off
+# unless the environment says otherwise. MLflow reads it once, at import, so it is set before
+# any ``main`` runs (no stage or command module imports MLflow at import time).
+TELEMETRY_SWITCH = "MLFLOW_DISABLE_TELEMETRY"
 
 
 def run(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
     """Run a ``main``; an expected error becomes one readable line and its exit code."""
+    os.environ.setdefault(TELEMETRY_SWITCH, "true")
     thresholds = gc.get_threshold()
     gc.set_threshold(COLLECT_AFTER, *thresholds[1:])
     logging.basicConfig(

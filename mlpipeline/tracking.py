@@ -386,9 +386,6 @@ def _run_setup(
         log.info("MLflow tracking off (%s=off)", TRACKING_SWITCH)
         return None, None
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # The pipeline runs offline: MLflow's usage telemetry (a config download, then events)
-    # is off unless the environment says otherwise.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     request = RunRequest(
         stage=stage,
         params={k: _short(v) for k, v in flatten(params).items()},

@@ -4,6 +4,7 @@ ends through ``cli.finish``."""
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,34 @@ def test_main_runs_with_fewer_collections_and_the_collector_is_restored_after():
     assert cli.run(lambda argv: seen.append(gc.get_threshold()[0]), []) == 0
     assert seen == [cli.COLLECT_AFTER]
     assert gc.get_threshold() == before
+
+
+def test_a_stage_turns_mlflow_telemetry_off_unless_the_environment_chose(monkeypatch):
+    monkeypatch.delenv(cli.TELEMETRY_SWITCH, raising=False)
+    cli.run(lambda argv: None, [])
+    assert os.environ[cli.TELEMETRY_SWITCH] == "true"
+    monkeypatch.setenv(cli.TELEMETRY_SWITCH, "false")
+    cli.run(lambda argv: None, [])
+    assert os.environ[cli.TELEMETRY_SWITCH] == "false"
+
+
+# MLflow turns telemetry off by itself under pytest and CI; the child must not look like either.
+CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL")
+NO_CLIENT = """
+from mlpipeline import cli
+
+def main(argv):
+    from mlflow.telemetry.client import get_telemetry_client
+    print(get_telemetry_client() is None)
+
+cli.run(main, [])
+"""
+
+
+def test_mlflow_imported_inside_main_starts_no_telemetry_client():
+    hidden = {*CI_MARKERS, cli.TELEMETRY_SWITCH}
+    env = {key: value for key, value in os.environ.items() if key not in hidden}
+    done = subprocess.run(
+        [sys.executable, "-c", NO_CLIENT], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "True"

@@ -161,16 +161,3 @@ def test_the_tracking_helper_runs_at_a_lower_cpu_priority_than_the_stage(mlflow_
     with stage_run("polite", {}, inputs={}) as run:
         helper = run._executor.submit(os.nice, 0).result()  # os.nice(0) reads the niceness
     assert helper == min(19, os.nice(0) + HELPER_NICENESS)
-
-
-def test_a_stage_turns_mlflow_telemetry_off_unless_the_environment_chose(mlflow_store, monkeypatch):
-    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
-    with stage_run("offline", {}, inputs={}):
-        pass
-    import os
-
-    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
-    with stage_run("chosen", {}, inputs={}):
-        pass
-    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
