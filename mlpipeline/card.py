@@ -51,7 +51,7 @@ def model_card(
 def data_and_model(summary: dict, params: Params, tags: dict) -> str:
     """The card's Data (digests from dvc.lock and the params) and Model sections."""
     pkg = params.package
-    unseen = "refused" if pkg.unseen_categories == "reject" else "treated as missing"
+    unseen = unseen_words(pkg.unseen_categories)
     raw, features = tags.get("data.raw.md5", "?"), tags.get("data.features.md5", "?")
     model, digest = tags.get("model.lgbm.md5", "?"), tags["params.sha256"][:16]
     return f"""## Data
@@ -63,6 +63,14 @@ def data_and_model(summary: dict, params: Params, tags: dict) -> str:
 - Best parameters: {best_point(summary)}; {summary["best_trial"]["best_iteration"]} trees
 - Requests: unseen category values are {unseen}; at most {pkg.max_batch_rows:,} rows each
 """
+
+
+def unseen_words(unseen: str | dict[str, str]) -> str:
+    """How the card says what happens to a category value the model was not trained on."""
+    if isinstance(unseen, str):
+        return "refused" if unseen == "reject" else "scored as missing"
+    scored = sorted(c for c, how in unseen.items() if how == "missing")
+    return f"scored as missing in {', '.join(scored)}; refused elsewhere" if scored else "refused"
 
 
 def plots_section(plots: Sequence[str]) -> str:

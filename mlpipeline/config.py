@@ -89,7 +89,7 @@ class SuiteBuildParams(_Section):
     positive: list[str] = Field(default_factory=list)
     positive_tolerance: Fraction = 0.001
     null_tolerance: Fraction = 0.05  # missing share allowed above the reference's own
-    duplicate_tolerance: Fraction | None = 0.01
+    duplicate_tolerance: Fraction | None = None  # duplicates warn; a share past which they stop
 
 
 class ValidateParams(_Section):
@@ -294,14 +294,36 @@ class GateParams(_Section):
     on_lineage_change: Literal["promote", "keep"] = "promote"
 
 
+Unseen = Literal["reject", "missing"]
+
+
 class PackageParams(_Section):
     model_name: str
     input_example_rows: Annotated[int, Field(ge=1, le=100)] = 5
     max_batch_rows: Annotated[int, Field(ge=1)] = 100_000
-    unseen_categories: Literal["reject", "missing"] = "reject"
+    # reject (400, naming the value) | missing (scored as LightGBM scores an unseen category),
+    # for every categorical column, or per column ({column: reject|missing}; others reject)
+    unseen_categories: Unseen | dict[str, Unseen] = "reject"
+
+    def open_ended(self, categorical: list[str]) -> list[str]:
+        """The ``categorical`` columns whose new values are scored (not refused)."""
+        unseen = self.unseen_categories
+        if isinstance(unseen, str):
+            return list(categorical) if unseen == "missing" else []
+        return [c for c in categorical if unseen.get(c) == "missing"]
+
     gate: GateParams = Field(default_factory=GateParams)
     intended_use: str = ""
     limitations: list[str] = Field(default_factory=list)
+
+
+class DriftParams(_Section):
+    """The drift rule (``mlpipeline.drift``): a test for small batches, a distance for large."""
+
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05  # false-alarm rate of a whole batch
+    test_max_rows: Annotated[int, Field(ge=1)] = 1000  # batches up to this size are tested
+    wasserstein: Annotated[float, Field(gt=0)] = 0.1  # numbers: in reference standard deviations
+    linf: Annotated[float, Field(gt=0, le=1)] = 0.1  # categories: the largest change of a share
 
 
 class MonitorParams(_Section):
@@ -312,10 +334,7 @@ class MonitorParams(_Section):
     predictions: str = "reports/plots/predictions.csv"  # the test set's: reference predictions
     model: str = "models/pyfunc"
     out_dir: str = "reports/monitor"
-    bins: Annotated[int, Field(ge=2, le=100)] = 10
-    psi_threshold: Annotated[float, Field(gt=0)] = 0.2
-    prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
-    missing_rate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1  # change in share missing
+    drift: DriftParams = Field(default_factory=DriftParams)
 
 
 class RolloutReportParams(_Section):

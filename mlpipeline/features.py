@@ -84,6 +84,31 @@ class FeatureSpec:
         return cls(**json.loads(Path(path).read_text()))
 
 
+_NOT_IN_MODEL_NAMES = re.compile(r"[^\w.\-]")
+
+
+def model_names(features: list[str]) -> list[str]:
+    """The names the booster holds for ``features``, in order: LightGBM refuses JSON's special
+    characters in a feature name (``:`` ``,`` ``"`` brackets) and turns spaces into ``_``, so
+    every character but letters, digits, ``_``, ``.`` and ``-`` becomes ``_``, and a name that
+    then equals an earlier one gets ``__2``, ``__3``, .... A pure function of the names, shipped
+    with the model: requests, batches and reports keep the user's own names."""
+    names: list[str] = []
+    for feature in features:
+        base = _NOT_IN_MODEL_NAMES.sub("_", str(feature)) or "_"
+        name, number = base, 1
+        while name in names:
+            number += 1
+            name = f"{base}__{number}"
+        names.append(name)
+    return names
+
+
+def model_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame[columns]`` under the booster's names (``model_names``)."""
+    return frame[columns].set_axis(model_names(list(columns)), axis=1)
+
+
 def _used_by(column: str, derived: dict[str, str]) -> bool:
     pattern = re.compile(rf"(?<![\w.]){re.escape(column)}(?![\w])")
     return any(pattern.search(expr) for expr in derived.values())
@@ -142,7 +167,7 @@ def model_output(scores: np.ndarray, meta: dict) -> np.ndarray | pd.DataFrame:
 
 
 def check_request(
-    raw: pd.DataFrame, spec: FeatureSpec, max_rows: int, unseen: str = "reject"
+    raw: pd.DataFrame, spec: FeatureSpec, max_rows: int, unseen: str | dict[str, str] = "reject"
 ) -> pd.DataFrame:
     """Rows sent to the model, checked against what it was trained on.
 
@@ -151,7 +176,9 @@ def check_request(
     more than ``max_rows``, missing or unknown columns, text in a numeric column, a date that
     does not read as one, a missing value in a column the raw suite declares never missing,
     and (``unseen="reject"``) a category value the training part did not have. With
-    ``unseen="missing"`` such a value is treated as missing. Returns the model's input columns,
+    ``unseen="missing"`` such a value is treated as missing, as LightGBM scores a category it
+    has not seen; ``unseen`` may also map columns to either (columns it does not name: reject).
+    Returns the model's input columns,
     numeric ones as numbers. Works on each column's array: a 1-row request costs well under
     1 ms.
     """
@@ -162,7 +189,8 @@ def check_request(
     rows = _input_columns(raw, spec)
     problems, numbers = [], {}
     for column in spec.inputs:
-        found, number = _column_problems(rows, column, spec, unseen)
+        how = unseen if isinstance(unseen, str) else unseen.get(column, "reject")
+        found, number = _column_problems(rows, column, spec, how)
         problems += found
         if number is not None:
             numbers[column] = number

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlpipeline.errors import PipelineError
@@ -49,9 +50,20 @@ def source_format(location: str, declared: str = "auto") -> str:
     return "parquet" if name.endswith(_PARQUET_SUFFIXES) else "csv"
 
 
-def read_table(location: str, fmt: str, options: dict) -> pd.DataFrame:
-    """Read a CSV or Parquet table; a broken or missing file raises ``PipelineError``."""
+def read_table(
+    location: str, fmt: str, options: dict, dtypes: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Read a CSV or Parquet table; a broken or missing file raises ``PipelineError``.
+
+    Every entry point reads through here, so a table means the same everywhere: a column of
+    booleans with missing values is pandas' nullable ``boolean`` (not objects). ``dtypes``
+    (the training table's, from the raw suite) reads a new batch with the reference's schema
+    instead of inferring it again: a text column stays text even where a sample of it holds
+    only digits."""
     reader = pd.read_parquet if fmt == "parquet" else pd.read_csv
+    text = [c for c, dtype in (dtypes or {}).items() if is_text_dtype(dtype)]
+    if fmt == "csv" and text and "dtype" not in options:
+        options = {**options, "dtype": dict.fromkeys(text, str)}
     try:
         frame = reader(location, **options)
     except FileNotFoundError as exc:
@@ -62,7 +74,37 @@ def read_table(location: str, fmt: str, options: dict) -> pd.DataFrame:
     if frame.empty:
         raise PipelineError(f"ingest: {location} has no rows")
     check_delimiter(frame, location, options)
-    return frame
+    return conformed(with_booleans(frame), text)
+
+
+def is_text_dtype(dtype: object) -> bool:
+    return str(dtype) in ("str", "string", "object")
+
+
+def with_booleans(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns that hold only booleans and missing values, as nullable ``boolean``."""
+    found = {}
+    for column in frame.columns[frame.dtypes == object]:  # noqa: E721 - a dtype comparison
+        present = frame[column].dropna()
+        if len(present) and present.map(type).isin([bool, np.bool_]).all():
+            found[column] = frame[column].astype("boolean")
+    return frame.assign(**found) if found else frame
+
+
+def conformed(frame: pd.DataFrame, text: list[str]) -> pd.DataFrame:
+    """The ``text`` columns as text (a Parquet batch may carry them as numbers)."""
+    found = {
+        c: frame[c].astype(object).where(frame[c].notna()).map(_as_text, na_action="ignore")
+        for c in text
+        if c in frame.columns and not is_text_dtype(frame[c].dtype)
+    }
+    return frame.assign(**{c: v.astype("str") for c, v in found.items()}) if found else frame
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 SEPARATORS = (";", "\t", "|")
@@ -80,10 +122,15 @@ def check_delimiter(frame: pd.DataFrame, location: str, options: dict) -> None:
         )
 
 
-def read_source(source: str, fmt: str = "auto", options: dict | None = None) -> pd.DataFrame:
+def read_source(
+    source: str,
+    fmt: str = "auto",
+    options: dict | None = None,
+    dtypes: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """``read_table`` of a source as params name it (``package://``, path or URL)."""
     location = resolve_source(source)
-    return read_table(location, source_format(location, fmt), options or {})
+    return read_table(location, source_format(location, fmt), options or {}, dtypes)
 
 
 def read_named(specs: list[str], label: str) -> pd.DataFrame:

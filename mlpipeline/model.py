@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlpipeline.config import HIGHER_IS_BETTER, TrainParams
 from mlpipeline.errors import PipelineError
+from mlpipeline.features import model_frame
 
 FEATURE_SET = "feature_set"  # the search dimension that picks a feature set
 
@@ -120,7 +121,7 @@ class CrossValidator:
         key = tuple(columns)
         if key not in self._datasets:
             self._datasets[key] = lgb.Dataset(
-                self.frame[columns],
+                model_frame(self.frame, columns),
                 label=self.y,
                 free_raw_data=False,
                 params={"feature_pre_filter": False, "verbosity": -1, "num_threads": self.threads},
@@ -160,7 +161,7 @@ class CrossValidator:
         predictions = np.empty(shape)
         for (_, held_out), booster in zip(self.folds, boosters, strict=True):
             predictions[held_out] = booster.predict(
-                self.frame.iloc[held_out][columns],
+                model_frame(self.frame.iloc[held_out], columns),
                 num_iteration=best_iteration,
                 num_threads=self.threads,
             )
@@ -171,7 +172,7 @@ def refit(frame: pd.DataFrame, y: np.ndarray, columns: list[str], params: dict, 
     """Train the chosen configuration on the whole training part."""
     import lightgbm as lgb
 
-    dataset = lgb.Dataset(frame[columns], label=y, params={"verbosity": -1})
+    dataset = lgb.Dataset(model_frame(frame, columns), label=y, params={"verbosity": -1})
     return lgb.train(params, dataset, num_boost_round=rounds)
 
 
@@ -186,8 +187,9 @@ def portable_model_text(booster: Any) -> str:
     return _THREADS_LINE.sub("[num_threads: 0]", booster.model_to_string())
 
 
-def importance_frame(booster: Any) -> pd.DataFrame:
-    """Gain importance per feature, largest first."""
+def importance_frame(booster: Any, columns: list[str]) -> pd.DataFrame:
+    """Gain importance per feature (``columns``: the booster's features under their own
+    names), largest first."""
     gain = booster.feature_importance(importance_type="gain")
-    frame = pd.DataFrame({"feature": booster.feature_name(), "gain": gain})
+    frame = pd.DataFrame({"feature": list(columns), "gain": gain})
     return frame.sort_values(["gain", "feature"], ascending=[False, True], ignore_index=True)

@@ -18,6 +18,9 @@ MAX_CLASSES = 20  # a text target with more distinct values is not a classificat
 FEW_INTEGERS = 10  # an integer target with at most this many values is a multiclass target
 DATE_SHARE = 0.95  # a text column whose values read as ISO 8601 dates this often is a date
 SKEWED = 1.0  # a positive target this skewed is learned as log(1 + y)
+PROSE_WORDS = 4  # a text of this many words is a sentence, not a name ("Mazda RX4 Wag")
+NEAR_UNIQUE = 0.9  # a text column with a distinct value for this share of rows names them
+CLOSED_LEVEL_ROWS = 10  # a category all of whose values have this many rows is a closed set
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Profile:
     rows: int = 0
     rows_without_target: int = 0
     classes: list[str] = field(default_factory=list)
+    unseen: dict[str, str] = field(default_factory=dict)  # category -> reject | missing
+    kept: dict[str, str] = field(default_factory=dict)  # column -> why the model sees it
 
 
 def profile(
@@ -61,10 +66,11 @@ def profile(
         if not _is_drop(r)
         for f in (date_features(c) if r == "date" else [c])
     ]
+    categorical = [c for c, r in roles.items() if r == "categorical"]
     return Profile(
         target=target,
         task=task,
-        categorical=[c for c, r in roles.items() if r == "categorical"],
+        categorical=categorical,
         dates=[c for c, r in roles.items() if r == "date"],
         drop={c: r for c, r in roles.items() if _is_drop(r)},
         features=sorted(features, key=_table_order(frame)),
@@ -72,7 +78,30 @@ def profile(
         rows=len(frame),
         rows_without_target=int(values.isna().sum()),
         classes=sorted(map(str, values.dropna().unique())) if task != "regression" else [],
+        unseen={c: unseen_choice(frame[c]) for c in categorical},
+        kept={c: why_kept(frame[c], r) for c, r in roles.items() if not _is_drop(r)},
     )
+
+
+def unseen_choice(series: pd.Series) -> str:
+    """``reject`` for a closed set (every value has ``CLOSED_LEVEL_ROWS`` rows or more, so
+    a new one is likely an error); ``missing`` for an open-ended one (rare values: a new one is
+    expected, and scored as LightGBM scores a category it has not seen)."""
+    counts = series.dropna().astype(str).value_counts()
+    return "reject" if counts.min() >= CLOSED_LEVEL_ROWS else "missing"
+
+
+def why_kept(series: pd.Series, found: str) -> str:
+    """The reason a column is a feature, in a few words."""
+    present = series.dropna()
+    if found == "date":
+        return "a date: year, month, day and day of week"
+    if found == "categorical":
+        counts = present.astype(str).value_counts()
+        return f"a category: {len(counts)} values, the rarest in {counts.min()} row(s)"
+    if pd.api.types.is_bool_dtype(series):
+        return "a boolean"
+    return f"a number: {present.nunique()} distinct values"
 
 
 def _is_drop(found: str) -> bool:
@@ -123,10 +152,12 @@ def role(series: pd.Series, max_categories: int) -> str:
         return "feature"
     if pd.api.types.is_datetime64_any_dtype(series) or _reads_as_dates(present):
         return "date"
+    if _names_rows(present, distinct):
+        if _prose(present):
+            return f"free text: {distinct} distinct values in {len(present)} rows"
+        return f"identifier: {distinct} distinct texts in {len(present)} rows"
     if distinct <= max_categories:
         return "categorical"
-    if distinct == len(present) and not _prose(present):
-        return "identifier: a distinct text per row"
     return (
         f"free text: {distinct} distinct values in {len(present)} rows, more than "
         f"validate.build.max_categories ({max_categories}); list it in dataset.categorical to "
@@ -134,9 +165,16 @@ def role(series: pd.Series, max_categories: int) -> str:
     )
 
 
+def _names_rows(values: pd.Series, distinct: int) -> bool:
+    """A distinct text for (nearly) every row: a name or code, useless as a category (each
+    value is seen once) and refused for every new row."""
+    return distinct == len(values) or (len(values) >= 20 and distinct >= NEAR_UNIQUE * len(values))
+
+
 def _prose(values: pd.Series) -> bool:
-    """Mostly words separated by spaces: free text, not codes."""
-    return bool(values.astype(str).str.contains(" ", regex=False).mean() > 0.5)
+    """Mostly sentences (four words or more): free text, not names or codes."""
+    words = values.astype(str).str.split().str.len()
+    return bool((words >= PROSE_WORDS).mean() > 0.5)
 
 
 def _is_identifier(values: pd.Series) -> bool:

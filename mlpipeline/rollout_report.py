@@ -33,7 +33,14 @@ from mlpipeline.errors import PipelineError
 from mlpipeline.features import FeatureError, FeatureSpec
 from mlpipeline.io import write_json, write_text, write_with
 from mlpipeline.live import LogRead, read_log
-from mlpipeline.monitoring import categorical_psi, feature_drift, missing_rates, numeric_psi
+from mlpipeline.monitoring import (
+    categorical_psi,
+    drift_rule,
+    feature_drift,
+    missing_drift,
+    numeric_psi,
+    unseen_categories,
+)
 from mlpipeline.names import KEEP_WATCHING, PROMOTE, ROLL_BACK
 
 KEEP = KEEP_WATCHING
@@ -160,15 +167,15 @@ def input_drift(
     spec: FeatureSpec | None,
     monitor: MonitorParams,
 ) -> dict[str, Any]:
-    """``monitor``'s feature PSI and missing shares of the live inputs against the training
+    """``monitor``'s feature drift and missing shares of the live inputs against the training
     rows, with the drifted columns named (or why it was not computed)."""
     if live is None:
         return {"computed": False, "reason": "the log holds hashes of the inputs (log_inputs)"}
     if reference is None or spec is None:
         return {"computed": False, "reason": "no training rows or feature spec (dvc repro)"}
     try:
-        drifts = feature_drift(reference, live, spec, monitor)
-        missing = missing_rates(reference, live, spec, monitor.missing_rate_threshold)
+        drifts = feature_drift(reference, live, spec, drift_rule(monitor))
+        missing = missing_drift(reference, live, spec, drift_rule(monitor))
     except (FeatureError, KeyError) as exc:
         return {"computed": False, "reason": f"the live inputs do not featurize: {exc}"}
     named = sorted(
@@ -179,6 +186,7 @@ def input_drift(
         "rows": len(live),
         "features": [{**asdict(d), "drifted": d.drifted} for d in drifts],
         "missing": [{**asdict(m), "drifted": m.drifted} for m in missing],
+        "unseen": unseen_categories(live, spec),
         "drifted": named,
     }
 
@@ -471,15 +479,19 @@ def _drift_section(summary: dict[str, Any]) -> list[str]:
         return [*lines, f"Not computed: {drift['reason']}.", ""]
     named = ", ".join(drift["drifted"]) or "none"
     lines += [f"Drifted columns: **{named}** ({drift['rows']:,} live rows).", ""]
-    lines += ["| column | kind | PSI | threshold | drifted |", "|---|---|---|---|---|"]
     lines += [
-        f"| {d['column']} | {d['kind']} | {d['psi']:.4f} | {d['threshold']:g} | "
+        "| column | kind | statistic | value | threshold | drifted |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {d['column']} | {d['kind']} | {d['method']} | {d['value']:.4f} | {d['threshold']:g} | "
         f"{'yes' if d['drifted'] else ''} |"
         for d in drift["features"]
     ]
     moved = [m for m in drift["missing"] if m["drifted"]]
     lines += [
-        f"- missing share of {m['column']}: {m['reference']:.3g} -> {m['batch']:.3g}" for m in moved
+        f"- missing share of {m['column']}: {m['method']} {m['value']:.3g} > {m['threshold']:.3g}"
+        for m in moved
     ]
     return [*lines, ""]
 
@@ -593,10 +605,17 @@ def _metrics_chart(live: dict[str, Any]) -> dict:
 
 
 def _drift_chart(drift: dict[str, Any]) -> dict:
-    rows = [{k: d[k] for k in ("column", "psi", "threshold", "drifted")} for d in drift["features"]]
+    rows = [
+        {
+            "column": d["column"],
+            "ratio": round(d["value"] / d["threshold"], 6) if d["threshold"] else 0.0,
+            "drifted": d["drifted"],
+        }
+        for d in drift["features"]
+    ]
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "title": "Live inputs: PSI against the training rows",
+        "title": "Live inputs against the training rows: drift statistic / its threshold",
         "width": 480,
         "height": {"step": 18},
         "data": {"values": rows},
@@ -605,13 +624,17 @@ def _drift_chart(drift: dict[str, Any]) -> dict:
                 "mark": "bar",
                 "encoding": {
                     "y": {"field": "column", "type": "nominal", "sort": "-x"},
-                    "x": {"field": "psi", "type": "quantitative", "title": "PSI"},
+                    "x": {
+                        "field": "ratio",
+                        "type": "quantitative",
+                        "title": "statistic / threshold",
+                    },
                     "color": {"field": "drifted", "type": "nominal"},
                 },
             },
             {
                 "mark": {"type": "rule", "strokeDash": [4, 4]},
-                "encoding": {"x": {"aggregate": "max", "field": "threshold", "title": None}},
+                "encoding": {"x": {"datum": 1}},
             },
         ],
     }
@@ -649,7 +672,7 @@ def report_metrics(summary: dict[str, Any]) -> dict[str, float]:
         "psi.predictions": summary["agreement"]["prediction_psi"],
         "drifted_columns": len(summary["drift"].get("drifted", [])),
     }
-    found |= {f"psi.{d['column']}": d["psi"] for d in summary["drift"].get("features", [])}
+    found |= {f"drift.{d['column']}": d["value"] for d in summary["drift"].get("features", [])}
     for metric, values in ((summary["outcomes"] or {}).get("metrics") or {}).items():
         found |= {f"live.{metric}.{role}": values[role]["value"] for role in values}
     return {k: float(v) for k, v in found.items() if v is not None}

@@ -60,7 +60,7 @@ class Member:
             self.meta = json.load(handle)
         self.spec = self.features.FeatureSpec(**self.meta["spec"])
         self.threads = int(self.meta.get("num_threads", 1))
-        check_encoding(self.booster, self.spec)
+        check_encoding(self.booster, self.spec, self.features)
 
     def check(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rows as the model takes them; raises the featurization's ``FeatureError``."""
@@ -292,11 +292,14 @@ def records(
     return lines
 
 
-def check_encoding(booster, spec) -> None:
+def check_encoding(booster, spec, features) -> None:
     """The booster was trained on exactly the spec's features and category levels (the same
     check as the packaged model's, ``mlpipeline/serving.py``)."""
     categorical = [spec.categories[c] for c in spec.features if c in spec.categories]
-    if booster.feature_name() != spec.features or (booster.pandas_categorical or []) != categorical:
+    if (
+        booster.feature_name() != features.model_names(spec.features)
+        or (booster.pandas_categorical or []) != categorical
+    ):
         raise ValueError(
             f"the booster's features {booster.feature_name()} (categories "
             f"{booster.pandas_categorical}) do not match the feature spec {spec.features} "

@@ -48,7 +48,7 @@ class TabularModel(PythonModel):
             self._meta = json.load(handle)
         self._spec = self._features.FeatureSpec(**self._meta["spec"])
         self._threads = int(self._meta.get("num_threads", 1))
-        check_encoding(self._booster, self._spec)
+        check_encoding(self._booster, self._spec, self._features)
 
     @property
     def input_columns(self) -> list[str]:
@@ -78,12 +78,14 @@ class TabularModel(PythonModel):
         return self.score(rows)
 
 
-def check_encoding(booster, spec) -> None:
+def check_encoding(booster, spec, features) -> None:
     """The booster was trained on exactly the spec's features, in its order, with the spec's
     category levels: so the model's numeric feature matrix means to it what the training frame
-    meant (checked once, at load, instead of on every request)."""
+    meant (checked once, at load, instead of on every request). The booster holds the
+    features under ``features.model_names`` (names LightGBM accepts)."""
     categorical = [spec.categories[c] for c in spec.features if c in spec.categories]
-    if booster.feature_name() != spec.features or (booster.pandas_categorical or []) != categorical:
+    names = features.model_names(spec.features)
+    if booster.feature_name() != names or (booster.pandas_categorical or []) != categorical:
         raise ValueError(
             f"the booster's features {booster.feature_name()} (categories "
             f"{booster.pandas_categorical}) do not match the feature spec {spec.features} "

@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlpipeline.config import Params, TrainParams
 from mlpipeline.errors import PipelineError
-from mlpipeline.features import FeatureSpec, transform_target
+from mlpipeline.features import FeatureSpec, model_frame, transform_target
 from mlpipeline.io import path_md5
 from mlpipeline.metrics import plot_frames, quality, rounded
 from mlpipeline.model import (
@@ -174,7 +174,7 @@ def fit(
     columns = feature_columns(train, best.point, x_train.columns)
     final = model_params(best.point, train, seed, threads, cv.num_class)
     booster = refit(x_train, y_train, columns, final, best.best_iteration)
-    test_scores = booster.predict(x_test[columns], num_threads=threads)
+    test_scores = booster.predict(model_frame(x_test, columns), num_threads=threads)
     return Fitted(trials, best, oof, booster, columns, final, test_scores)
 
 
@@ -209,7 +209,7 @@ def results(
     }
     plots = {
         SEARCH_HISTORY: history_frame(fitted.trials),
-        IMPORTANCE: importance_frame(fitted.booster),
+        IMPORTANCE: importance_frame(fitted.booster, fitted.columns),
         **plot_frames(train, test_values, actual[1], fitted.test_scores, target.classes),
     }
     return Results(rounded(metrics), model_summary(fitted, target, spec), plots)

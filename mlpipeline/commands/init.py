@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.name or model_name(args.source, args.target)
     write_params(args.params, updated(args.params, args.source, found, name))
     params = load_params(args.params)  # what was written, validated
-    raw = build_suite(frame, Path(params.validate_.suite).stem, params.validate_.build)
+    open_ended = params.package.open_ended(found.categorical)
+    raw = build_suite(frame, Path(params.validate_.suite).stem, params.validate_.build, open_ended)
     features = featurized_parts(frame, params, "split", never_missing(raw))
     suites = {
         params.validate_.suite: raw,
@@ -94,18 +95,40 @@ def updated(path: Path, source: str, found: Profile, name: str) -> Any:
     reader.preserve_quotes = True  # a quoted "off" stays a string (YAML 1.1 reads off as false)
     doc = reader.load(path.read_text())
     doc["dataset"].update(flow(dataset_section(source, found)))
-    featurize = doc["featurize"]
+    featurize = section(doc, "featurize")
     featurize.update(stratify=found.task != "regression", row_filters=[], derived={})
-    train = doc["train"]
+    train = section(doc, "train")
     train.update(objective="auto", target_transform=found.target_transform, positive_class=None)
     train["feature_sets"] = flow({"all": found.features})
-    train["search"]["space"].pop("feature_set", None)
-    train["search"]["metric"] = "auto"
-    doc["validate"]["build"]["positive"] = []
-    package = doc["package"]
+    search = section(train, "search")
+    section(search, "space").pop("feature_set", None)
+    search["metric"] = "auto"
+    build = section(section(doc, "validate"), "build")
+    build.update(positive=[], duplicate_tolerance=None)  # real duplicates warn, never stop
+    package = section(doc, "package")
     package.update(model_name=name, **card_texts(source, found, name))
+    package["unseen_categories"] = flow_map(found.unseen) if found.unseen else "reject"
+    section(package, "gate")
     package["gate"].update(metric="auto", thresholds=THRESHOLDS[found.task])
     return doc
+
+
+def section(doc: Any, key: str) -> Any:
+    """``doc[key]``, made an empty mapping first where the file does not have it."""
+    from ruamel.yaml.comments import CommentedMap
+
+    if not isinstance(doc.get(key), dict):
+        doc[key] = CommentedMap()
+    return doc[key]
+
+
+def flow_map(values: dict[str, Any]) -> Any:
+    """A mapping written on one line (``{a: x, b: y}``)."""
+    from ruamel.yaml.comments import CommentedMap
+
+    found = CommentedMap(values)
+    found.fa.set_flow_style()
+    return found
 
 
 def flow(values: dict[str, Any]) -> dict[str, Any]:
@@ -180,14 +203,23 @@ def spaced(text: str) -> str:
 def summary(found: Profile, name: str, params: Path, suites: list[str]) -> str:
     """What init inferred, and what a person should review before trusting it."""
     dropped = "\n".join(f"    {c}: {why}" for c, why in found.drop.items()) or "    (none)"
+    kept = "\n".join(f"    {c}: {why}" for c, why in found.kept.items()) or "    (none)"
+    unseen = "\n".join(
+        f"    {c}: {'refused (a closed set)' if how == 'reject' else 'scored as missing'}"
+        for c, how in found.unseen.items()
+    )
     return f"""init: {params} now describes '{found.target}' ({found.task})
   rows: {found.rows:,} ({found.rows_without_target:,} without a target, left out of training)
   features: {len(found.features)} — categorical {found.categorical or "(none)"}, dates {
         found.dates or "(none)"
     }
   target transform: {found.target_transform}
+  kept:
+{kept}
   dropped:
 {dropped}
+  a category value the model was not trained on (package.unseen_categories):
+{unseen or "    (no categories)"}
   model name: {name}
   suites written: {", ".join(suites)}
 Review before trusting it: dataset.categorical / dataset.drop / dataset.dates; the gate's

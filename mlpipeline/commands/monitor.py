@@ -1,9 +1,10 @@
 """``python -m mlpipeline monitor <batch>``: a new batch against what the model was trained on.
 
-Runs the raw suite (without its row-count checks; the target and the dropped columns may be
-there or not), the population stability index (PSI) of every model feature against the raw
-rows of the training part, the change of each input's share of missing values, and the PSI of
-the packaged model's predictions against its test-set predictions; writes
+Runs the raw suite (without its row-count and distribution checks; the target and the dropped
+columns may be there or not), then compares every model feature with the raw rows of the
+training part, each input's share of missing values, and the packaged model's predictions
+with its test-set predictions, by the drift rule of ``mlpipeline.drift`` (sized to the batch),
+and counts the category values the model was not trained on; writes
 ``<monitor.out_dir>/<batch>.json`` and ``.html`` and logs them to MLflow. Exit code: 0 no
 drift, 1 drift (the message names the columns), 2 invalid batch (unreadable, missing columns,
 wrong types, forbidden values).
@@ -25,12 +26,13 @@ from mlpipeline.tracking import stage_run
 
 
 def drift_metrics(report: dict) -> dict[str, float]:
-    """PSI per feature and of the predictions, and each input's change in missing share."""
-    found = {f"psi.{d['column']}": d["psi"] for d in report["features"]}
+    """Each feature's, the predictions' and each input's missing share's drift statistic, and
+    each categorical column's share of unseen values."""
+    found = {f"drift.{d['column']}": d["value"] for d in report["features"]}
     if report["predictions"]:
-        found["psi.predictions"] = report["predictions"]["psi"]
-    changes = {f"missing.{m['column']}": m["batch"] - m["reference"] for m in report["missing"]}
-    return found | changes
+        found["drift.predictions"] = report["predictions"]["value"]
+    found |= {f"missing.{m['column']}": m["value"] for m in report["missing"]}
+    return found | {f"unseen.{u['column']}": u["share"] for u in report["unseen"]}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,7 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     params = load_params(args.params)
-    batch = read_batch(args.batch, params.dataset)
+    batch = read_batch(args.batch, params.dataset, params.validate_.suite)
     out = Path(params.monitor.out_dir) / Path(args.batch).name.split(".")[0]
     inputs = {"batch": Path(args.batch)} if Path(args.batch).is_file() else {}
     with stage_run("monitor", params.monitor, inputs=inputs, pipeline=False) as run:

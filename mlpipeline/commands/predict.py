@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     params = load_params(args.params)
-    rows = read_batch(args.input, params.dataset)  # whole rows: the target, dropped columns too
+    rows = read_batch(
+        args.input, params.dataset, params.validate_.suite
+    )  # whole rows: the target, dropped columns too
     examples = params.validate_.result_examples
     validation = check_batch(rows, params.validate_.suite, optional_columns(params), examples)
     code, named = verdict(validation, [])

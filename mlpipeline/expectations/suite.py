@@ -13,6 +13,7 @@ gives the same bytes and a change to it reads well in a pull request.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from mlpipeline.io import frame_hash
 CRITICAL = "critical"
 WARNING = "warning"
 NUMERIC_TYPES = ["float64", "int64"]
+KL_CONFIDENCE = 0.999  # a same-distribution table of the reference's size stays under it
 
 
 def _round(value: float) -> float:
@@ -32,14 +34,37 @@ def _round(value: float) -> float:
     return float(f"{float(value):.6g}")
 
 
+def _outward(value: float, down: bool) -> float:
+    """``_round``, moved outward where rounding would leave ``value`` outside: the outer bin
+    edges must hold the reference's own minimum and maximum (-0.04464163 is not above
+    -0.0446416)."""
+    rounded = _round(value)
+    if (rounded > value) if down else (rounded < value):
+        step = 10 ** (np.floor(np.log10(abs(value))) - 5)
+        rounded = _round(value - step if down else value + step)
+    return rounded
+
+
 def _expectation(kind: str, severity: str = CRITICAL, **kwargs: Any) -> dict:
     return {"type": f"expect_{kind}", "kwargs": kwargs, "severity": severity}
 
 
 def is_categorical(series: pd.Series, max_categories: int) -> bool:
-    """Text, categorical or boolean columns with few distinct values."""
-    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    """Text or categorical columns with few distinct values."""
+    numeric = pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
     return not numeric and series.nunique(dropna=True) <= max_categories
+
+
+def boolean_expectations(name: str, series: pd.Series, build: SuiteBuildParams) -> list[dict]:
+    """Booleans (with or without missing values) and the share of each value. No type check:
+    GX's reads pandas' nullable ``boolean`` column as failing; the value set refuses text."""
+    frequencies = series.dropna().astype(bool).value_counts().sort_index()
+    values = [bool(v) for v in frequencies.index]
+    partition = {"values": values, "weights": _weights(frequencies.to_numpy())}
+    return [
+        _expectation("column_values_to_be_in_set", column=name, value_set=[False, True]),
+        _kl(name, partition, build, len(series)),
+    ]
 
 
 def table_expectations(frame: pd.DataFrame, build: SuiteBuildParams) -> list[dict]:
@@ -53,10 +78,12 @@ def table_expectations(frame: pd.DataFrame, build: SuiteBuildParams) -> list[dic
             max_value=int(np.ceil(len(frame) * high)),
         ),
     ]
-    if build.duplicate_tolerance is not None:
-        columns = list(frame.columns)
+    columns = list(frame.columns)
+    if len(columns) < 2:  # GX's compound check needs two columns
+        return expectations
+    expectations.append(_expectation("compound_columns_to_be_unique", WARNING, column_list=columns))
+    if build.duplicate_tolerance is not None:  # duplicates stop the pipeline only if asked
         expectations += [
-            _expectation("compound_columns_to_be_unique", WARNING, column_list=columns),
             _expectation(
                 "compound_columns_to_be_unique",
                 column_list=columns,
@@ -96,22 +123,30 @@ def numeric_expectations(name: str, series: pd.Series, build: SuiteBuildParams) 
                 mostly=_round(1 - build.positive_tolerance),
             ),
         ]
-    edges = np.unique([_round(q) for q in np.quantile(values, np.linspace(0, 1, build.bins + 1))])
+    quantiles = np.quantile(values, np.linspace(0, 1, build.bins + 1))
+    inner = [_round(q) for q in quantiles[1:-1]]
+    edges = np.unique([_outward(low, down=True), *inner, _outward(high, down=False)])
     if len(edges) >= 2:
         counts = np.histogram(values, bins=edges)[0]
-        out.append(_kl(name, {"bins": edges.tolist(), "weights": _weights(counts)}, build))
+        partition = {"bins": edges.tolist(), "weights": _weights(counts)}
+        out.append(_kl(name, partition, build, len(values)))
     return out
 
 
-def categorical_expectations(name: str, series: pd.Series, build: SuiteBuildParams) -> list[dict]:
-    """Allowed values and their frequencies."""
+def categorical_expectations(
+    name: str, series: pd.Series, build: SuiteBuildParams, open_ended: bool = False
+) -> list[dict]:
+    """Allowed values and their frequencies. For an open-ended category (``open_ended``: the
+    model scores a new value as LightGBM scores an unseen category), a value outside the set
+    is a warning, not a stop."""
     frequencies = series.dropna().astype(str).value_counts().sort_index()
     values = frequencies.index.tolist()
-    out = [_expectation("column_values_to_be_in_set", column=name, value_set=values)]
+    severity = WARNING if open_ended else CRITICAL
+    out = [_expectation("column_values_to_be_in_set", severity, column=name, value_set=values)]
     if not isinstance(series.dtype, pd.CategoricalDtype):
         out.insert(0, _expectation("column_values_to_be_of_type", column=name, type_="str"))
     partition = {"values": values, "weights": _weights(frequencies.to_numpy())}
-    out.append(_kl(name, partition, build))
+    out.append(_kl(name, partition, build, int(series.notna().sum())))
     return out
 
 
@@ -145,18 +180,34 @@ def _weights(counts: np.ndarray) -> list[float]:
     return weights
 
 
-def _kl(name: str, partition: dict, build: SuiteBuildParams) -> dict:
+def kl_threshold(build: SuiteBuildParams, cells: int, rows: int) -> float:
+    """``build.kl_threshold``, or more where the reference is small: the KL divergence that a
+    table of ``rows`` rows drawn from the reference's own distribution stays under with
+    probability ``KL_CONFIDENCE`` (``2 n KL`` is chi-square with ``cells - 1`` degrees of
+    freedom: the G-test). For diamonds' 53,940 rows it is 0.0003, so 0.05 holds; for 80 rows
+    and 10 bins, 0.17."""
+    from scipy.stats import chi2
+
+    sized = chi2.ppf(KL_CONFIDENCE, max(cells - 1, 1)) / (2 * max(rows, 1))
+    return _round(max(build.kl_threshold, sized + build.tail_weight))
+
+
+def _kl(name: str, partition: dict, build: SuiteBuildParams, rows: int) -> dict:
     return _expectation(
         "column_kl_divergence_to_be_less_than",
         column=name,
         partition_object=partition,
-        threshold=build.kl_threshold,
+        threshold=kl_threshold(build, len(partition["weights"]), rows),
         tail_weight_holdout=build.tail_weight,
     )
 
 
-def build_suite(frame: pd.DataFrame, name: str, build: SuiteBuildParams) -> dict:
-    """The suite describing ``frame``, as a JSON-ready dict."""
+def build_suite(
+    frame: pd.DataFrame, name: str, build: SuiteBuildParams, open_ended: Collection[str] = ()
+) -> dict:
+    """The suite describing ``frame``, as a JSON-ready dict (``open_ended``: categorical
+    columns whose new values are scored, not refused). Its ``meta.dtypes`` is the table's
+    schema, with which a new batch is read."""
     unknown = [c for c in build.positive if c not in frame.columns]
     if unknown:
         raise PipelineError(
@@ -169,8 +220,10 @@ def build_suite(frame: pd.DataFrame, name: str, build: SuiteBuildParams) -> dict
         expectations += null_expectations(column, series, build)
         if series.isna().all():
             continue
-        if is_categorical(series, build.max_categories):
-            expectations += categorical_expectations(column, series, build)
+        if pd.api.types.is_bool_dtype(series):
+            expectations += boolean_expectations(column, series, build)
+        elif is_categorical(series, build.max_categories):
+            expectations += categorical_expectations(column, series, build, column in open_ended)
         elif pd.api.types.is_numeric_dtype(series):
             expectations += numeric_expectations(column, series, build)
     return {
@@ -178,6 +231,7 @@ def build_suite(frame: pd.DataFrame, name: str, build: SuiteBuildParams) -> dict
         "meta": {
             "built_by": "python -m mlpipeline build-suite",
             "reference": {"rows": len(frame), "content_sha256": frame_hash(frame)},
+            "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
             "build_params": build.model_dump(),
         },
         "expectations": expectations,

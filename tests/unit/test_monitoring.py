@@ -4,20 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import MonitorParams
+from mlpipeline.drift import Drift, DriftRule
 from mlpipeline.features import FeatureSpec
 from mlpipeline.monitoring import (
     DRIFT,
     INVALID,
     NO_DRIFT,
-    Drift,
     categorical_psi,
     feature_drift,
-    missing_rates,
+    missing_drift,
     numeric_psi,
     psi,
     suite_for_batch,
     training_rows,
+    unseen_categories,
     verdict,
 )
 
@@ -36,22 +36,30 @@ def test_numeric_psi_separates_noise_from_a_shift():
     assert numeric_psi(reference, sample * 1.3, 10) > 0.2
 
 
-def test_missing_values_are_compared_as_a_rate_not_as_a_bin():
-    reference = np.arange(1000, dtype=float)
-    with_nans = np.where(np.arange(1000) % 2 == 0, np.nan, reference)
-    assert numeric_psi(reference, with_nans, 10) < 0.05  # the values there spread the same
-    frame = pd.DataFrame({"a": reference})
-    spec = FeatureSpec(["a"])
-    (rate,) = missing_rates(frame, frame.assign(a=with_nans), spec, threshold=0.1)
-    assert (rate.reference, rate.batch, rate.drifted) == (0.0, 0.5, True)
-    (same,) = missing_rates(frame, frame.head(100), spec, threshold=0.1)
-    assert not same.drifted
-
-
 def test_categorical_psi_puts_unseen_values_in_their_own_bin():
     reference = pd.Series(["a", "b"] * 500)
     assert categorical_psi(reference, reference.sample(200, random_state=1)) < 0.05
     assert categorical_psi(reference, pd.Series(["a", "z"] * 100)) > 0.2
+
+
+def test_missing_values_are_compared_as_a_share_not_as_values():
+    reference = np.arange(1000, dtype=float)
+    with_nans = np.where(np.arange(1000) % 2 == 0, np.nan, reference)
+    frame = pd.DataFrame({"a": reference})
+    spec = FeatureSpec(["a"])
+    (values,) = feature_drift(frame, frame.assign(a=with_nans), spec, DriftRule())
+    assert not values.drifted  # the values there spread the same
+    (share,) = missing_drift(frame, frame.assign(a=with_nans), spec, DriftRule())
+    assert share.drifted and share.kind == "missing"
+    (same,) = missing_drift(frame, frame.head(100), spec, DriftRule())
+    assert not same.drifted
+
+
+def test_unseen_category_values_are_counted_per_column():
+    spec = FeatureSpec(["maker", "size"], categories={"maker": ["audi", "bmw"]})
+    batch = pd.DataFrame({"maker": ["audi", "tesla", None, "tesla"], "size": [1, 2, 3, 4]})
+    (found,) = unseen_categories(batch, spec)
+    assert found == {"column": "maker", "rows": 2, "share": 0.5, "examples": ["tesla"]}
 
 
 SUITE = {
@@ -64,11 +72,12 @@ SUITE = {
         },
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "y"}},
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+        {"type": "expect_column_kl_divergence_to_be_less_than", "kwargs": {"column": "a"}},
     ],
 }
 
 
-def test_batch_suite_drops_row_counts_and_the_columns_a_batch_may_lack():
+def test_batch_suite_drops_row_counts_distributions_and_the_columns_a_batch_may_lack():
     kept = suite_for_batch(SUITE, leave_out=["y"])["expectations"]
     assert [e["type"] for e in kept] == [
         "expect_table_columns_to_match_set",  # the columns, in any order
@@ -91,10 +100,9 @@ def test_a_sample_of_the_training_rows_is_no_drift(tmp_path):
     reference = training_rows(raw, 0.2, 42)
     spec = FeatureSpec(["sales"], nullable=["sales"])
     batch = raw.sample(500, random_state=1)
-    params = MonitorParams()
-    drifts = feature_drift(reference, batch, spec, params)
-    rates = missing_rates(reference, batch, spec, params.missing_rate_threshold)
-    assert not any(d.drifted for d in [*drifts, *rates])
+    drifts = feature_drift(reference, batch, spec, DriftRule())
+    shares = missing_drift(reference, batch, spec, DriftRule())
+    assert not any(d.drifted for d in [*drifts, *shares])
 
 
 def _item(expectation: str, column: str, success: bool, severity: str = "critical") -> dict:
@@ -121,8 +129,16 @@ def _item(expectation: str, column: str, success: bool, severity: str = "critica
         ([_item("expect_column_values_to_be_in_set", "cut", False, "warning")], [], (NO_DRIFT, [])),
         (
             [],
-            [Drift("carat", "numeric", 0.9, 0.2), Drift("x", "numeric", 0.01, 0.2)],
+            [
+                Drift("carat", "numeric", "ks", 0.9, 0.2, 50),
+                Drift("x", "numeric", "ks", 0.01, 0.2, 50),
+            ],
             (DRIFT, ["carat"]),
+        ),
+        (
+            [],
+            [Drift("x", "missing", "chi2", 9.0, 3.8, 50)],
+            (DRIFT, ["x (missing share)"]),
         ),
     ],
 )

@@ -23,7 +23,7 @@ def houses(rows: int = 300, seed: int = 0) -> pd.DataFrame:
             "area": np.where(rng.random(rows) < 0.05, np.nan, area),
             "district": rng.choice(["north", "south", "east"], rows),
             "sold_on": pd.date_range("2020-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
-            "notes": [f"note number {i}" for i in rng.integers(0, 10_000, rows)],
+            "notes": [f"a note about listing {i}" for i in rng.integers(0, 10_000, rows)],
             "agency": "acme",
             "price": np.where(rng.random(rows) < 0.1, np.nan, np.exp(area / 25) * 1000),
         }
@@ -100,3 +100,24 @@ def test_init_writes_params_that_load_and_writes_the_same_bytes_twice(tmp_path, 
     written = (tmp_path / "params.yaml").read_text()
     assert "# What describes the data." in written  # the file's comments are kept
     assert yaml.safe_load(written)["dataset"]["task"] == "regression"
+
+
+def test_a_name_for_every_row_is_an_identifier_even_in_a_tiny_table():
+    """mtcars: 32 car names in 32 rows (fewer than max_categories) are not a category."""
+    names = pd.Series(["Mazda RX4", "Mazda RX4 Wag", "Datsun 710", "Hornet 4 Drive"] * 8)
+    names = names + pd.Series([f" #{i}" for i in range(32)])
+    assert role(names, 50).startswith("identifier")
+    nearly = pd.Series([f"car {i}" for i in range(95)] + ["car 1"] * 5)
+    assert role(nearly, 50).startswith("identifier")
+
+
+@pytest.mark.parametrize(
+    ("counts", "choice"),
+    [({"a": 40, "b": 12, "c": 10}, "reject"), ({"a": 40, "b": 12, "c": 3}, "missing")],
+)
+def test_a_category_with_rare_values_scores_new_ones_and_a_closed_set_refuses_them(counts, choice):
+    values = pd.Series([v for v, n in counts.items() for _ in range(n)])
+    frame = pd.DataFrame({"kind": values, "y": np.arange(len(values), dtype=float)})
+    found = profile(frame, "y")
+    assert found.unseen == {"kind": choice}
+    assert "kind" in found.kept and "rarest" in found.kept["kind"]

@@ -100,13 +100,16 @@ def test_a_few_zero_sizes_only_warn(reference):
     assert (stats["critical_failures"], stats["warnings"]) == (0, 1)
 
 
-def test_duplicates_warn_then_stop(reference):
-    suite = build_suite(reference, "t", BUILD)
+def test_duplicates_warn_and_stop_only_past_a_tolerance_the_user_set(reference):
     few = pd.concat([reference, reference.head(2)], ignore_index=True)
     many = pd.concat([reference, reference.head(400)], ignore_index=True)
-    assert _validate(few, suite)["statistics"]["critical_failures"] == 0
-    assert _validate(few, suite)["statistics"]["warnings"] >= 1
-    assert _validate(many, suite)["statistics"]["critical_failures"] >= 1
+    warns = build_suite(reference, "t", BUILD.model_copy(update={"duplicate_tolerance": None}))
+    assert _validate(many, warns)["statistics"]["critical_failures"] == 0
+    assert _validate(many, warns)["statistics"]["warnings"] >= 1
+    stops = build_suite(reference, "t", BUILD.model_copy(update={"duplicate_tolerance": 0.01}))
+    assert _validate(few, stops)["statistics"]["critical_failures"] == 0
+    assert _validate(few, stops)["statistics"]["warnings"] >= 1
+    assert _validate(many, stops)["statistics"]["critical_failures"] >= 1
 
 
 def test_a_column_with_a_few_missing_values_may_have_some_more():

@@ -19,7 +19,7 @@ def test_refit_model_beats_the_mean_and_ranks_carat_first(synthetic_regression):
     booster = refit(frame, np.log1p(price), columns, model_params(point, train_params(), 1, 1), 80)
     predicted = np.expm1(booster.predict(frame[columns]))
     assert regression_metrics(price, predicted)["r2"] > 0.9
-    assert importance_frame(booster)["feature"].iloc[0] == "carat"
+    assert importance_frame(booster, columns)["feature"].iloc[0] == "carat"
 
 
 def _with(task: str, **fields) -> TrainParams:
