@@ -198,8 +198,10 @@ class SearchParams(_Section):
     acq_func: Literal["gp_hedge", "EI", "PI", "LCB"] = "LCB"
     xi: Annotated[float, Field(ge=0)] = 0.01  # EI and PI: improvement sought, in the metric's units
     kappa: Annotated[float, Field(ge=0)] = 1.0  # LCB: mean - kappa x std (lower: exploit more)
-    acq_optimizer: Literal["auto", "lbfgs", "sampling"] = "auto"  # how the acquisition's
-    # minimum is found: L-BFGS from the best of 10,000 random points (auto), or those points
+    acq_optimizer: Literal["auto", "lbfgs", "sampling"] = "sampling"  # how the acquisition's
+    # minimum is found: the best of 10,000 seeded random points (sampling: the same point on
+    # every CPU), or L-BFGS from the best of them (lbfgs/auto: its end point moves in the last
+    # digits with the CPU's floating-point kernels, and the search then walks elsewhere)
     noise: Literal["gaussian"] | Annotated[float, Field(gt=0)] = "gaussian"  # the GP's noise:
     # learned (gaussian) or a fixed variance (of the normalised scores)
     warm_start: str | None = None  # a git revision or DVC experiment whose trials seed the search

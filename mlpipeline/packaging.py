@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -236,6 +237,32 @@ def reproducible_mlmodel(folder: Path) -> None:
     write_text(yaml.safe_dump(model, default_flow_style=False), path)
 
 
+BUILD_TOOLS = ("pip", "setuptools", "wheel")
+
+
+def unpinned_build_tools(folder: Path) -> None:
+    """Leave the build tools unpinned in the model's environment files. MLflow writes the
+    pip and setuptools versions of the venv that packaged the model (``pip==26.3`` in
+    ``python_env.yaml``, ``pip<=26.3`` in ``conda.yaml``), so a venv with its bundled pip
+    packaged other bytes from the same model; the model needs no particular one."""
+    env_path, conda_path = folder / "python_env.yaml", folder / "conda.yaml"
+    if env_path.exists():
+        env = yaml.safe_load(env_path.read_text())
+        env["build_dependencies"] = list(BUILD_TOOLS)
+        write_text(yaml.safe_dump(env, default_flow_style=False, sort_keys=False), env_path)
+    if conda_path.exists():
+        conda = yaml.safe_load(conda_path.read_text())
+        conda["dependencies"] = [
+            "pip" if isinstance(dep, str) and _tool_name(dep) == "pip" else dep
+            for dep in conda["dependencies"]
+        ]
+        write_text(yaml.safe_dump(conda, default_flow_style=False, sort_keys=False), conda_path)
+
+
+def _tool_name(requirement: str) -> str:
+    return re.split(r"[<>=!~ ]", requirement, maxsplit=1)[0].strip().lower()
+
+
 def _folder_listing(folder: Path, skip: Path) -> str:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p != skip)
     return json.dumps([[str(p.relative_to(folder)), file_md5(p)] for p in files])
@@ -382,5 +409,6 @@ def save_model(out: Path, kwargs: dict) -> Any:
 
     with atomic_dir(out) as build:
         mlflow.pyfunc.save_model(str(build), **kwargs)
+        unpinned_build_tools(build)
         reproducible_mlmodel(build)
     return mlflow.pyfunc.load_model(str(out))

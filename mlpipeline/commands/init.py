@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     suites = {
         params.validate_.suite: raw,
         params.validate_.features_suite: build_suite(
-            features, Path(params.validate_.features_suite).stem, params.validate_.build
+            features, Path(params.validate_.features_suite).stem, params.validate_.build, open_ended
         ),
     }
     for path, suite in suites.items():
