@@ -77,7 +77,7 @@ class Mode:
     repeat: int
 
 
-FULL = Mode(seeds=5, budgets=(10, 20, 40), parallel_calls=8, repeat=3)
+FULL = Mode(seeds=5, budgets=(10, 16, 20, 40), parallel_calls=8, repeat=3)
 QUICK = Mode(seeds=2, budgets=(6, 12), parallel_calls=4, repeat=1)
 
 

@@ -82,14 +82,26 @@ def compare_values(
     reference, batch = pd.Series(reference).dropna(), pd.Series(batch).dropna()
     if len(reference) == 0 or len(batch) == 0:
         return Drift(column, kind, "none", 0.0, 0.0, len(batch))
-    counts = pd.DataFrame(
-        {"reference": reference.value_counts(), "batch": batch.value_counts()}
-    ).fillna(0)
+    counts = _value_counts(reference, batch)
     if len(batch) <= rule.test_max_rows:
         return _chi2(column, kind, counts, rule.alpha / max(tests, 1), len(batch))
-    shares = counts / counts.sum()
-    value = float((shares["reference"] - shares["batch"]).abs().max())
+    shares = counts / counts.sum(axis=0)
+    value = float(np.abs(shares[:, 0] - shares[:, 1]).max())
     return Drift(column, kind, "linf", _round(value), rule.linf, len(batch))
+
+
+def _value_counts(reference: pd.Series, batch: pd.Series) -> np.ndarray:
+    """One row per value seen in either sample (in order of first appearance, the
+    reference's first): its count in the reference, then in the batch."""
+    codes, values = pd.factorize(pd.concat([reference, batch], ignore_index=True))
+    split = len(reference)
+    return np.stack(
+        [
+            np.bincount(codes[:split], minlength=len(values)),
+            np.bincount(codes[split:], minlength=len(values)),
+        ],
+        axis=1,
+    ).astype(float)
 
 
 def compare_missing(
@@ -112,33 +124,33 @@ def _ks(column: str, kind: str, reference: np.ndarray, batch: np.ndarray, alpha:
     return Drift(column, kind, "ks", _round(statistic), _round(critical), n)
 
 
-def _chi2(column: str, kind: str, counts: pd.DataFrame, alpha: float, rows: int) -> Drift:
+def _chi2(column: str, kind: str, counts: np.ndarray, alpha: float, rows: int) -> Drift:
     """Chi-square test of homogeneity of two samples' counts; values expected fewer than
     ``MIN_EXPECTED`` times in the batch are pooled, so sparse cells do not inflate it."""
     from scipy.stats import chi2
 
-    table = _pooled(counts)
-    if len(table) < 2:
+    observed = _pooled(counts)
+    if len(observed) < 2:
         return Drift(column, kind, "none", 0.0, 0.0, rows)
-    observed = table.to_numpy(dtype=float)
     expected = observed.sum(axis=1, keepdims=True) * observed.sum(axis=0) / observed.sum()
     statistic = float(np.sum((observed - expected) ** 2 / expected))
-    critical = float(chi2.ppf(1 - alpha, df=len(table) - 1))
+    critical = float(chi2.ppf(1 - alpha, df=len(observed) - 1))
     return Drift(column, kind, "chi2", _round(statistic), _round(critical), rows)
 
 
-def _pooled(counts: pd.DataFrame) -> pd.DataFrame:
+def _pooled(counts: np.ndarray) -> np.ndarray:
     """The values expected fewer than ``MIN_EXPECTED`` times in the batch, pooled into one
     row; a pool still that sparse joins the least frequent other value."""
-    expected = counts.sum(axis=1) / counts.to_numpy().sum() * counts["batch"].sum()
+    expected = counts.sum(axis=1) / counts.sum() * counts[:, 1].sum()
     rare = expected < MIN_EXPECTED
-    kept = counts[~rare].sort_values("batch", kind="stable")
-    pool = counts[rare].sum()
+    kept = counts[~rare]
+    kept = kept[np.argsort(kept[:, 1], kind="stable")]
     if not rare.any():
         return kept
-    if expected[rare].sum() >= MIN_EXPECTED or kept.empty:
-        return pd.concat([kept, pool.to_frame("(rare)").T])
-    kept.iloc[0] += pool
+    pool = counts[rare].sum(axis=0)
+    if expected[rare].sum() >= MIN_EXPECTED or len(kept) == 0:
+        return np.vstack([kept, pool])
+    kept[0] += pool
     return kept
 
 

@@ -1,8 +1,11 @@
 """A warm start on the library's own search and refit: told an earlier search's trials, a
-search of the same budget finds a CV score at least as good as a cold one, and the same source
+search of the same budget finds a CV score at least as good as a cold one — over several seeds,
+by the median, since one seed's outcome is a trajectory, not a property — and the same source
 gives the same model bytes twice."""
 
 from __future__ import annotations
+
+import statistics
 
 import pandas as pd
 import pytest
@@ -46,16 +49,28 @@ def search(data, n_calls: int, seed: int, warm: WarmStart | None = None):
     return fit(features, y, x_test, params(n_calls, seed), checkpoint, lambda trial: None)
 
 
-def test_a_warm_started_search_is_at_least_as_good_and_reproducible(data):
-    # an earlier experiment with another seed (other folds) told 8 trials: the warm search's
-    # 4 calls start from its Gaussian process, the cold one's from its initial design
+SEEDS = (42, 43, 44, 45, 46)
+
+
+@pytest.fixture(scope="module")
+def warm(data) -> WarmStart:
+    """An earlier experiment with another seed (other folds): its 8 trials."""
     earlier = search(data, 8, seed=7)
-    warm = WarmStart(
+    return WarmStart(
         "earlier", [t.point for t in earlier.trials], [t.score for t in earlier.trials]
     )
-    cold = search(data, 4, seed=42)
-    told = search(data, 4, seed=42, warm=warm)
-    again = search(data, 4, seed=42, warm=warm)
-    assert told.best.score <= cold.best.score, (told.best, cold.best)
-    assert portable_model_text(told.booster) == portable_model_text(again.booster)
+
+
+def test_a_warm_started_search_is_at_least_as_good_as_a_cold_one_by_the_median(data, warm):
+    # each seed's 4 calls: the warm search's start from the Gaussian process fitted to the
+    # earlier trials, the cold one's from its initial design; a seed fixes the folds of both
+    cold = [search(data, 4, seed).best.score for seed in SEEDS]
+    told = [search(data, 4, seed, warm).best.score for seed in SEEDS]
+    print(f"cold {cold}\nwarm {told}")
+    assert statistics.median(told) <= statistics.median(cold), (told, cold)
+
+
+def test_a_warm_started_search_is_reproducible(data, warm):
+    told, again = search(data, 4, 42, warm), search(data, 4, 42, warm)
     assert [t.point for t in told.trials] == [t.point for t in again.trials]
+    assert portable_model_text(told.booster) == portable_model_text(again.booster)

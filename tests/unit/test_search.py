@@ -17,6 +17,7 @@ from mlpipeline.search import (
     best_trial,
     checkpoint_key,
     history_frame,
+    one_blas_thread,
     portable_point,
     run_search,
     seeded_runner,
@@ -281,18 +282,26 @@ def test_ask_batch_gives_the_points_of_scikit_optimizes_batch_ask(size):
     dims = skopt_space(train_params().search)
 
     def optimizer():
-        opt = Optimizer(dims, base_estimator="GP", n_initial_points=3, random_state=5)
+        opt = Optimizer(  # the search's acquisition optimizer, on fewer candidates
+            dims,
+            base_estimator="GP",
+            n_initial_points=3,
+            acq_optimizer="sampling",
+            acq_optimizer_kwargs={"n_points": 500},
+            random_state=5,
+        )
         for seed in range(5):  # past the initial points: the Gaussian process proposes
             x = opt.space.rvs(1, random_state=seed)[0]
             opt.tell(x, float(seed % 3) + x[0])
         return opt
 
-    ours, theirs = optimizer(), optimizer()
-    for _ in range(2):  # and the optimizer's random state stays in step
-        asked = ask_batch(ours, size)
-        assert asked == (theirs.ask(n_points=size) if size > 1 else [theirs.ask()])
-        ours.tell(asked, [0.5 + i for i in range(size)])
-        theirs.tell(asked, [0.5 + i for i in range(size)])
+    with one_blas_thread():  # as the search fits its Gaussian process
+        ours, theirs = optimizer(), optimizer()
+        for _ in range(2):  # and the optimizer's random state stays in step
+            asked = ask_batch(ours, size)
+            assert asked == (theirs.ask(n_points=size) if size > 1 else [theirs.ask()])
+            ours.tell(asked, [0.5 + i for i in range(size)])
+            theirs.tell(asked, [0.5 + i for i in range(size)])
 
 
 def test_proposed_points_are_rounded_to_six_digits_within_bounds():
