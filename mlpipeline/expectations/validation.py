@@ -70,7 +70,10 @@ def parse_suite(spec: dict, path: Path | str) -> Any:
 
 
 def run_suite(frame: pd.DataFrame, suite: Any, examples: int) -> dict:
-    """Validate ``frame`` against ``suite`` in an in-memory GX context; return GX's result."""
+    """Validate ``frame`` against ``suite`` in an in-memory GX context; return GX's result.
+    The batch validates the suite itself: registering the suite and a validation definition
+    in the context (which nothing reads again) took a third of the time of a small table's
+    validation."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -83,12 +86,8 @@ def run_suite(frame: pd.DataFrame, suite: Any, examples: int) -> dict:
         .add_dataframe_asset("table")
         .add_batch_definition_whole_dataframe("whole")
     )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="validate", data=batch, suite=context.suites.add(suite))
-    )
-    result = definition.run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples},
+    result = batch.get_batch(batch_parameters={"dataframe": frame}).validate(
+        suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples}
     )
     return result.to_json_dict()
 

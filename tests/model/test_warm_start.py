@@ -54,8 +54,8 @@ SEEDS = (42, 43, 44, 45, 46)
 
 @pytest.fixture(scope="module")
 def warm(data) -> WarmStart:
-    """An earlier experiment with another seed (other folds): its 8 trials."""
-    earlier = search(data, 8, seed=7)
+    """An earlier experiment with another seed (other folds): its 16 trials."""
+    earlier = search(data, 16, seed=7)
     return WarmStart(
         "earlier", [t.point for t in earlier.trials], [t.score for t in earlier.trials]
     )
