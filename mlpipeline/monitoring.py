@@ -113,6 +113,8 @@ def feature_drift(
 
 def _text(values: pd.Series) -> pd.Series:
     """Values as their text (how category levels are kept), missing ones left missing."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values
     return values.astype(object).where(values.notna()).map(str, na_action="ignore")
 
 

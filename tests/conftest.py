@@ -1,6 +1,7 @@
 """Shared fixtures (tiny in-memory frames, a throwaway MLflow store so no test writes to the
 repository's own ``mlflow.db``) and the test layers: every test under ``tests/integration``
-is marked ``integration`` here, so none can forget the marker."""
+is marked ``integration`` here, so none can forget the marker. Tests run on pytest-xdist
+workers, one per core (``-n auto`` in pyproject.toml; ``-n 0`` runs them in this process)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 INTEGRATION = REPO / "tests" / "integration"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests by folder: ``pytest -m "not integration"`` runs no pipeline."""
+    """Mark the tests by folder: ``pytest -m "not integration"`` runs no pipeline. The
+    integration tests form one pytest-xdist group, so one worker runs them in order (their
+    session fixtures build one pipeline, once) while the others take the unit tests."""
     for item in items:
         if INTEGRATION in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.xdist_group("pipeline"))
 
 
 @pytest.fixture
