@@ -96,8 +96,16 @@ def _stratified_test_rows(labels: pd.Series, n_test: int, seed: int) -> np.ndarr
             np.arange(len(labels)), test_size=n_test, random_state=seed, stratify=labels
         )
     except ValueError as exc:  # e.g. a class with a single row
+        counts = labels.value_counts()
+        single = counts.index[counts < 2].tolist()
+        hint = (
+            f"class(es) {single[:5]} have a single row: drop those rows from the source, "
+            "choose another target, or set featurize.stratify: false"
+            if single
+            else "set featurize.stratify: false or change featurize.test_size"
+        )
         raise PipelineError(
-            f"featurize.stratify: cannot stratify by '{labels.name}': {exc}"
+            f"featurize.stratify: cannot stratify by '{labels.name}': {exc}; {hint}"
         ) from exc
     return test
 

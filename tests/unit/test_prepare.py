@@ -96,3 +96,9 @@ def test_featurize_keeps_target(raw_frame):
     out = featurize(raw_frame, spec, "price")
     assert list(out.columns) == [*spec.features, "price"]
     assert out["price"].tolist() == raw_frame["price"].tolist()
+
+
+def test_a_class_of_one_row_cannot_be_stratified_and_the_message_says_what_to_do():
+    frame = pd.DataFrame({"x": range(21), "kind": ["a"] * 10 + ["b"] * 10 + ["c"]})
+    with pytest.raises(PipelineError, match=r"\['c'\] have a single row: drop those rows"):
+        split(frame, 0.25, 1, "kind")
