@@ -1,10 +1,12 @@
 """Shared fixtures (tiny in-memory frames, a throwaway MLflow store so no test writes to the
 repository's own ``mlflow.db``) and the test layers: every test under ``tests/integration``
-is marked ``integration`` here, so none can forget the marker. Tests run on pytest-xdist
-workers, one per core (``-n auto`` in pyproject.toml; ``-n 0`` runs them in this process)."""
+is marked ``integration`` here, so none can forget the marker. The fast layer runs on
+pytest-xdist workers, one per core (``-n auto`` in pyproject.toml); a run that includes the
+integration tests runs in this process (see ``pytest_xdist_auto_num_workers``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,15 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 INTEGRATION = REPO / "tests" / "integration"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core for the fast layer (``-m "not integration"``), none
+    otherwise. The integration tests share session and module fixtures in order (one pipeline,
+    one registry growing version by version) and each ``dvc repro`` uses every core, so beside
+    unit-test workers they ran out of order and several times slower (a 900 s timeout)."""
+    if "not integration" in (config.option.markexpr or ""):
+        return os.cpu_count() or 1
+    return 0
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests by folder: ``pytest -m "not integration"`` runs no pipeline. The
-    integration tests form one pytest-xdist group, so one worker runs them in order (their
-    session fixtures build one pipeline, once) while the others take the unit tests."""
+    """Mark the tests by folder: ``pytest -m "not integration"`` runs no pipeline."""
     for item in items:
         if INTEGRATION in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.xdist_group("pipeline"))
 
 
 @pytest.fixture
