@@ -55,7 +55,7 @@ def data_and_model(summary: dict, params: Params, tags: dict) -> str:
     raw, features = tags.get("data.raw.md5", "?"), tags.get("data.features.md5", "?")
     model, digest = tags.get("model.lgbm.md5", "?"), tags["params.sha256"][:16]
     return f"""## Data
-- Raw data MD5 `{raw}`, features `{features}`, model `{model}` (dvc.lock);
+{source_line(tags)}- Raw data MD5 `{raw}`, features `{features}`, model `{model}` (dvc.lock);
   params SHA-256 `{digest}`; train/test split SHA-256 `{tags[SPLIT_TAG][:16]}`
 
 ## Model
@@ -63,6 +63,16 @@ def data_and_model(summary: dict, params: Params, tags: dict) -> str:
 - Best parameters: {best_point(summary)}; {summary["best_trial"]["best_iteration"]} trees
 - Requests: unseen category values are {unseen}; at most {pkg.max_batch_rows:,} rows each
 """
+
+
+def source_line(tags: dict) -> str:
+    """The source table's version (a DVC-tracked source; none for a package table)."""
+    if not tags.get("data.source.md5"):
+        return ""
+    origin = tags.get("data.source.origin", "")
+    version = tags.get("data.source.origin_version", "")
+    imported = f", imported from `{origin}` ({version})" if origin else ""
+    return f"- Source `{tags['data.source']}`, MD5 `{tags['data.source.md5']}`{imported}\n"
 
 
 def unseen_words(unseen: str | dict[str, str]) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -43,11 +44,65 @@ def resolve_source(source: str) -> str:
 
 
 def source_format(location: str, declared: str = "auto") -> str:
-    """``csv`` or ``parquet``: as declared, or from the file name."""
+    """``csv`` or ``parquet``: as declared, or from the file name (a folder: its parts')."""
     if declared != "auto":
         return declared
+    if Path(location).is_dir():
+        parts = [p.name.lower() for p in partition_files(Path(location))]
+        return "parquet" if any(n.endswith(_PARQUET_SUFFIXES) for n in parts) else "csv"
     name = location.lower().split("?", 1)[0]
     return "parquet" if name.endswith(_PARQUET_SUFFIXES) else "csv"
+
+
+def partition_files(folder: Path) -> list[Path]:
+    """A partitioned folder's data files, in path order: marker and hidden files (``_SUCCESS``,
+    ``.crc``, ``_metadata``, DVC's ``.gitignore``) left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+    )
+
+
+def read_partitioned(folder: Path, read: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+    """A folder of parts as Spark, Hive or Kafka Connect write them (``key=value/`` folders of
+    ``part-*.parquet`` or CSV files) as one table: the parts in path order, each ``key`` a
+    column of its values (numbers where every value is one; Hive's %XX escapes decoded)."""
+    files = partition_files(folder)
+    if not files:
+        raise PipelineError(f"ingest: {folder} is a folder without data files")
+    frames, keys = [], {}
+    for path in files:
+        found = dict(
+            unquote(part).split("=", 1)
+            for part in path.relative_to(folder).parent.parts
+            if "=" in part
+        )
+        frames.append(read(path).assign(**found))
+        keys.update(dict.fromkeys(found))
+    same_schema(files, frames, folder)
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.assign(**{key: _numbers_if_all(frame[key]) for key in keys})
+
+
+def same_schema(files: list[Path], frames: list[pd.DataFrame], folder: Path) -> None:
+    """Every part has the first part's columns, or the folder is refused, naming the part."""
+    first = list(frames[0].columns)
+    for path, frame in zip(files[1:], frames[1:], strict=True):
+        if list(frame.columns) != first:
+            missing = sorted(set(first) - set(frame.columns))
+            extra = sorted(set(frame.columns) - set(first))
+            raise PipelineError(
+                f"ingest: {path.relative_to(folder)} in {folder} has other columns than "
+                f"{files[0].relative_to(folder)} (missing {missing}, extra {extra}); a "
+                "partitioned source needs one schema: rewrite or move that part"
+            )
+
+
+def _numbers_if_all(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().all() else values
 
 
 def read_table(
@@ -65,7 +120,12 @@ def read_table(
     if fmt == "csv" and text and "dtype" not in options:
         options = {**options, "dtype": dict.fromkeys(text, str)}
     try:
-        frame = reader(location, **options)
+        if Path(location).is_dir():
+            frame = read_partitioned(Path(location), lambda part: reader(part, **options))
+        else:
+            frame = reader(location, **options)
+    except PipelineError:
+        raise
     except FileNotFoundError as exc:
         raise PipelineError(f"ingest: source file not found: {location}") from exc
     except Exception as exc:  # parsers raise many types; all mean "unreadable"

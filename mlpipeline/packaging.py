@@ -48,6 +48,7 @@ from mlpipeline.registry import (
     split_digest,
     version_by_alias,
 )
+from mlpipeline.sources import source_version
 from mlpipeline.tracking import (
     BOOSTER_TAG,
     DatasetRef,
@@ -306,6 +307,7 @@ def lineage_tags(params: Params, split: dict, validation: Path, package: Path) -
     the saved model folder's content digest."""
     return {
         **locked_hashes(Path("dvc.lock")),
+        **source_version(Path()),  # the source table: path, MD5, an import's origin version
         PACKAGE_TAG: package_digest(package),
         "params.sha256": params_digest(params),
         SPLIT_TAG: split_digest(split),

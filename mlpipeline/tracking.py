@@ -29,6 +29,7 @@ from typing import Any
 from mlpipeline.config import flatten
 from mlpipeline.errors import PipelineError
 from mlpipeline.io import path_md5
+from mlpipeline.sources import source_version
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +431,7 @@ def _open(request: RunRequest) -> tuple[str, str]:
 def _run_tags(root: Path, request: RunRequest, execution: str, parent_id: str | None) -> dict:
     tags = {
         **git_state(root),
+        **source_version(root),  # the source table's version, as dvc.lock records it
         **{f"data.{name}.md5": path_md5(Path(path)) for name, path in request.inputs.items()},
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
         "dvc.stage": os.environ.get("DVC_STAGE", request.stage),

@@ -17,6 +17,7 @@ from mlpipeline.config import load_params
 from mlpipeline.engine import open_engine
 from mlpipeline.io import write_json
 from mlpipeline.names import RAW_DATASET
+from mlpipeline.sources import source_tags
 from mlpipeline.tracking import stage_run
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(meta, args.meta)
         log.info("read %d rows x %d columns from %s", meta["rows"], meta["columns"], meta["source"])
         tags = {"data.raw.sha256": meta["content_sha256"], "data.source": meta["source"]}
+        tags.update(source_tags(params.ingest.source))  # the version dvc.lock will record
         run.set_tags({**tags, "engine": params.engine})
         run.log_metrics({"rows": meta["rows"], "columns": meta["columns"]})
         run.log_artifact(args.meta)

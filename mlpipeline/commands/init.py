@@ -30,8 +30,15 @@ from mlpipeline.commands.build_suite import featurized_parts
 from mlpipeline.config import load_params
 from mlpipeline.expectations.suite import build_suite, never_missing, to_json
 from mlpipeline.expectations.validation import parse_suite
-from mlpipeline.io import read_source, write_text
+from mlpipeline.io import PACKAGE_SCHEME, read_source, write_text
 from mlpipeline.profile import Profile, profile
+from mlpipeline.sources import (
+    Tracking,
+    is_dvc_repository,
+    track,
+    tracking,
+    with_source_dependency,
+)
 
 THRESHOLDS = {"regression": {"r2": 0.0}, "binary": {"roc_auc": 0.6}, "multiclass": {"roc_auc": 0.6}}
 
@@ -50,6 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drop", action="append", default=[], help="a column the model skips")
     parser.add_argument("--name", help="the registered model's name (default: from the file)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument(
+        "--no-track",
+        action="store_true",
+        help="leave the source out of DVC (by default: dvc add, or dvc import-url for a URL or "
+        "a path outside the repository, and ingest depends on it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -59,7 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = as_ingested(read_source(args.source))
     found = profile(frame, args.target, args.task, tuple(args.drop), build.max_categories)
     name = args.name or model_name(args.source, args.target)
-    write_params(args.params, updated(args.params, args.source, found, name))
+    root = args.params.resolve().parent
+    tracked = not args.no_track and is_dvc_repository(root)
+    plan = tracking(args.source, root) if tracked else Tracking(args.source)
+    track(plan, root)
+    write_params(args.params, updated(args.params, args.source, plan.source, found, name))
+    if tracked:
+        dvc_yaml = root / "dvc.yaml"
+        has_file = not plan.source.startswith(PACKAGE_SCHEME)
+        write_text(with_source_dependency(dvc_yaml.read_text(), has_file), dvc_yaml)
     params = load_params(args.params)  # what was written, validated
     open_ended = params.package.open_ended(found.categorical)
     raw = build_suite(frame, Path(params.validate_.suite).stem, params.validate_.build, open_ended)
@@ -73,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, suite in suites.items():
         parse_suite(suite, path)  # refuse to write what would not load
         write_text(to_json(suite), Path(path))
-    print(summary(found, name, args.params, list(suites)), file=sys.stderr)  # noqa: T201
+    print(summary(found, name, args.params, list(suites), plan), file=sys.stderr)  # noqa: T201
     return 0
 
 
@@ -87,14 +108,15 @@ def model_name(source: str, target: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", f"{stem}-{target}".lower()).strip("-")
 
 
-def updated(path: Path, source: str, found: Profile, name: str) -> Any:
-    """``params.yaml`` with what the table says, its comments kept (ruamel's round trip)."""
+def updated(path: Path, source: str, tracked: str, found: Profile, name: str) -> Any:
+    """``params.yaml`` with what the table says, its comments kept (ruamel's round trip);
+    ``dataset.source`` is ``tracked``, the source's path under DVC."""
     from ruamel.yaml import YAML
 
     reader = YAML()
     reader.preserve_quotes = True  # a quoted "off" stays a string (YAML 1.1 reads off as false)
     doc = reader.load(path.read_text())
-    doc["dataset"].update(flow(dataset_section(source, found)))
+    doc["dataset"].update(flow(dataset_section(tracked, found)))
     featurize = section(doc, "featurize")
     featurize.update(stratify=found.task != "regression", row_filters=[], derived={})
     train = section(doc, "train")
@@ -200,7 +222,9 @@ def spaced(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def summary(found: Profile, name: str, params: Path, suites: list[str]) -> str:
+def summary(
+    found: Profile, name: str, params: Path, suites: list[str], plan: Tracking | None = None
+) -> str:
     """What init inferred, and what a person should review before trusting it."""
     dropped = "\n".join(f"    {c}: {why}" for c, why in found.drop.items()) or "    (none)"
     kept = "\n".join(f"    {c}: {why}" for c, why in found.kept.items()) or "    (none)"
@@ -222,7 +246,22 @@ def summary(found: Profile, name: str, params: Path, suites: list[str]) -> str:
 {unseen or "    (no categories)"}
   model name: {name}
   suites written: {", ".join(suites)}
+  source: {versioned(plan)}
 Review before trusting it: dataset.categorical / dataset.drop / dataset.dates; the gate's
 thresholds (package.gate); package.intended_use and limitations (TODO); data defects you
 accept (validate.build.positive, then rebuild the raw suite); featurize.row_filters and
-derived features. Then: dvc repro"""
+derived features. Then: dvc repro, and commit{to_commit(plan)}"""
+
+
+def versioned(plan: Tracking | None) -> str:
+    if plan is None or not plan.command:
+        return f"{plan.source if plan else '?'} (as it is: no DVC command run)"
+    how = "dvc add" if plan.command[0] == "add" else "dvc import-url (dvc update: a newer one)"
+    return f"{plan.source}, tracked with {how}; ingest depends on it (dvc.yaml)"
+
+
+def to_commit(plan: Tracking | None) -> str:
+    if plan is None or not plan.command:
+        return ""
+    folder = Path(plan.source).parent.as_posix()
+    return f" {plan.source}.dvc, {folder}/.gitignore and dvc.yaml with params.yaml (dvc push)"

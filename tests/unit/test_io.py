@@ -30,3 +30,49 @@ def test_atomic_dir_replaces_the_folder_only_on_success(tmp_path):
 def test_file_md5_matches_known_digest(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     assert file_md5(tmp_path / "f") == "900150983cd24fb0d6963f7d28e17f72"
+
+
+def test_a_hive_partitioned_parquet_folder_reads_as_one_table_with_typed_keys(tmp_path):
+    import pandas as pd
+
+    from mlpipeline.io import read_table, source_format
+
+    for day, shard in (("2026-12-01", 0), ("2026-12-01", 1), ("2026-12-02", 0)):
+        part = tmp_path / f"date={day}" / f"shard={shard}"
+        part.mkdir(parents=True)
+        pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}).to_parquet(part / "part-0000.parquet")
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / "date=2026-12-01" / ".part-0000.parquet.crc").write_text("crc")
+    assert source_format(str(tmp_path)) == "parquet"
+    frame = read_table(str(tmp_path), "parquet", {})
+    assert len(frame) == 6 and list(frame.columns) == ["x", "y", "date", "shard"]
+    assert frame["shard"].dtype.kind == "i" and frame["date"].tolist()[0] == "2026-12-01"
+
+
+def test_a_folder_of_csv_parts_with_escaped_keys_and_an_empty_folder(tmp_path):
+    from mlpipeline.errors import PipelineError
+    from mlpipeline.io import read_table, source_format
+
+    (tmp_path / "city=New%20York").mkdir()
+    (tmp_path / "city=New%20York" / "part-1.csv").write_text("a,b\n1,x\n2,y\n")
+    (tmp_path / "city=Oslo").mkdir()
+    (tmp_path / "city=Oslo" / "part-1.csv").write_text("a,b\n3,z\n")
+    assert source_format(str(tmp_path)) == "csv"
+    frame = read_table(str(tmp_path), "csv", {})
+    assert frame["city"].tolist() == ["New York", "New York", "Oslo"]
+    assert frame["a"].tolist() == [1, 2, 3]
+    empty = tmp_path.parent / "empty"
+    empty.mkdir()
+    with pytest.raises(PipelineError, match="without data files"):
+        read_table(str(empty), "csv", {})
+
+
+def test_a_partition_with_other_columns_is_named(tmp_path):
+    from mlpipeline.errors import PipelineError
+    from mlpipeline.io import read_table
+
+    for day, header in (("1", "a,b"), ("2", "a,c")):
+        (tmp_path / f"day={day}").mkdir()
+        (tmp_path / f"day={day}" / "part-0.csv").write_text(f"{header}\n1,2\n")
+    with pytest.raises(PipelineError, match=r"day=2/part-0.csv .*missing \['b'\], extra \['c'\]"):
+        read_table(str(tmp_path), "csv", {})

@@ -1,0 +1,150 @@
+"""The source table under DVC: how ``init`` tracks it, and the version every run names.
+
+A file or folder inside the repository is tracked with ``dvc add`` (its ``.dvc`` file goes
+in git, its data in DVC's cache and remote). Anything else — a URL (``s3://``, ``gs://``,
+``azure://``, ``https://``, ...) or a path outside the repository — is imported with
+``dvc import-url`` into ``data/external/``, so the ``.dvc`` file records the object's version
+(ETag, checksum or MD5) and ``dvc update`` fetches a newer one. ``package://`` sources (the
+demo table) stay as they are: the pinned package is their version.
+
+Ingest depends on the tracked path (``${dataset.source}`` in ``dvc.yaml``), so ``dvc status``
+names ingest when the data changes and ``dvc.lock`` records which data each model came from.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mlpipeline.errors import PipelineError
+from mlpipeline.io import PACKAGE_SCHEME, dvc_md5
+
+EXTERNAL = Path("data/external")  # where imported sources land (dvc import-url)
+SOURCE_DEPENDENCY = "      - ${dataset.source}  # the source table, tracked by DVC (init)\n"
+INGEST_CODE = ("stages/ingest.py", "mlpipeline")  # ingest's other dependencies in dvc.yaml
+ORIGIN_VERSION_KEYS = ("version_id", "etag", "checksum", "md5")  # import-url's dependency
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What ``dataset.source`` becomes, and the DVC command that puts it under DVC."""
+
+    source: str
+    command: tuple[str, ...] = ()  # (): nothing to do (a package table, or tracked already)
+
+
+def is_url(source: str) -> bool:
+    return "://" in source and not source.startswith(PACKAGE_SCHEME)
+
+
+def tracking(source: str, root: Path) -> Tracking:
+    """How ``source`` goes under DVC in the repository at ``root``."""
+    if source.startswith(PACKAGE_SCHEME):
+        return Tracking(source)
+    if not is_url(source):
+        path = Path(source).resolve()
+        if path.is_relative_to(root.resolve()):
+            inside = path.relative_to(root.resolve()).as_posix()
+            if imported_from(root / f"{inside}.dvc"):  # an earlier init's import: dvc update
+                return Tracking(inside)
+            return Tracking(inside, ("add", inside))
+        source = str(path)
+    name = Path(source.split("?", 1)[0].rstrip("/")).name
+    target = (EXTERNAL / name).as_posix()
+    earlier = imported_from(root / f"{target}.dvc")
+    if (root / target).exists() and earlier != source:
+        raise PipelineError(
+            f"init: {target} exists and is not an import of {source}; move it away, or pass "
+            f"--source {target} to use it as it is"
+        )
+    return Tracking(target, ("import-url", "--force", source, target))
+
+
+def imported_from(dvc_file: Path) -> str:
+    """The URL or path a ``.dvc`` file imports (``dvc import-url``); '' if it is not one."""
+    deps = read_yaml(dvc_file).get("deps") or [{}]
+    return str(deps[0].get("path", ""))
+
+
+def track(plan: Tracking, root: Path) -> None:
+    """Run the plan's DVC command in ``root``; a failure ends with DVC's own reason."""
+    if not plan.command:
+        return
+    (root / plan.source).parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "dvc", *plan.command]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        reason = next((line for line in lines if line.startswith("ERROR")), (lines or [""])[-1])
+        fixes = [line for line in lines if line.startswith("git ")]  # DVC's own advice
+        advice = f"; {' && '.join(fixes)}, then init again" if fixes else ""
+        raise PipelineError(
+            f"init: `dvc {' '.join(plan.command)}` failed: {reason}{advice} (params.yaml and "
+            "the suites are unchanged; --no-track leaves the source to you)"
+        )
+
+
+def with_source_dependency(dvc_yaml: str, tracked: bool) -> str:
+    """``dvc.yaml`` with ingest depending on ``${dataset.source}`` (``tracked``) or not (a
+    package table): the line goes right after ingest's ``- mlpipeline``."""
+    lines = [line for line in dvc_yaml.splitlines(keepends=True) if line != SOURCE_DEPENDENCY]
+    if not tracked:
+        return "".join(lines)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == "  ingest:"), None)
+    library = next(
+        (i for i in range(start or 0, len(lines)) if lines[i].strip() == "- mlpipeline"), None
+    )
+    if start is None or library is None:
+        raise PipelineError(
+            "init: dvc.yaml has no ingest stage depending on mlpipeline; add "
+            "'- ${dataset.source}' to ingest's deps yourself (or pass --no-track)"
+        )
+    return "".join([*lines[: library + 1], SOURCE_DEPENDENCY, *lines[library + 1 :]])
+
+
+def source_version(root: Path) -> dict[str, str]:
+    """The source's version as ``dvc.lock`` records it (ingest's data dependency: path and
+    MD5) and, for an import, where it came from and the object's version there."""
+    ingest = read_yaml(root / "dvc.lock").get("stages", {}).get("ingest", {})
+    data = [d for d in ingest.get("deps", []) if d.get("path") not in INGEST_CODE]
+    if not data:
+        return {}
+    path = str(data[0]["path"])
+    tags = {"data.source": path, "data.source.md5": str(data[0].get("md5", ""))}
+    return {**tags, **origin_version(root / f"{path}.dvc")}
+
+
+def source_tags(source: str) -> dict[str, str]:
+    """What ingest records of the source it read: path, the MD5 ``dvc.lock`` will record for it
+    (a folder's ``<md5>.dir``), and an import's origin. {} for a package table or a URL."""
+    if source.startswith(PACKAGE_SCHEME) or is_url(source) or not Path(source).exists():
+        return {}
+    tags = {"data.source": source, "data.source.md5": dvc_md5(Path(source))}
+    return {**tags, **origin_version(Path(f"{source}.dvc"))}
+
+
+def origin_version(dvc_file: Path) -> dict[str, str]:
+    """For an imported source: its URL and the version its ``.dvc`` file records."""
+    deps = read_yaml(dvc_file).get("deps") or []
+    if not deps:
+        return {}
+    found = next((k for k in ORIGIN_VERSION_KEYS if deps[0].get(k)), "")
+    version = f"{found} {deps[0][found]}" if found else ""
+    origin = str(deps[0].get("path", ""))
+    return {"data.source.origin": origin, "data.source.origin_version": version}
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        found = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def is_dvc_repository(root: Path) -> bool:
+    return (root / ".dvc").is_dir() and (root / "dvc.yaml").is_file()
