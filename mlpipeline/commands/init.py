@@ -263,5 +263,6 @@ def versioned(plan: Tracking | None) -> str:
 def to_commit(plan: Tracking | None) -> str:
     if plan is None or not plan.command:
         return ""
-    folder = Path(plan.source).parent.as_posix()
-    return f" {plan.source}.dvc, {folder}/.gitignore and dvc.yaml with params.yaml (dvc push)"
+    ignore = Path(plan.source).parent / ".gitignore"  # DVC writes one unless git ignores it
+    written = f", {ignore.as_posix()}" if ignore.exists() else ""
+    return f" {plan.source}.dvc{written}, dvc.yaml, params.yaml and the suites (then dvc push)"
