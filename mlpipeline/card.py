@@ -67,10 +67,10 @@ def data_and_model(summary: dict, params: Params, tags: dict) -> str:
 
 def source_line(tags: dict) -> str:
     """The source table's version (a DVC-tracked source; none for a package table)."""
-    if not tags.get("data.source.md5"):
-        return ""
     origin = tags.get("data.source.origin", "")
     version = tags.get("data.source.origin_version", "")
+    if not tags.get("data.source.md5"):
+        return f"- Source `{origin}` ({version}), read in place\n" if origin else ""
     imported = f", imported from `{origin}` ({version})" if origin else ""
     return f"- Source `{tags['data.source']}`, MD5 `{tags['data.source.md5']}`{imported}\n"
 

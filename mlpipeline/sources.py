@@ -7,6 +7,11 @@ in git, its data in DVC's cache and remote). Anything else — a URL (``s3://``,
 (ETag, checksum or MD5) and ``dvc update`` fetches a newer one. ``package://`` sources (the
 demo table) stay as they are: the pinned package is their version.
 
+For a table too big to copy, ``init --in-place`` leaves a URL where it is and makes it an
+external dependency of ingest: ``dvc.lock`` records its ETag (or checksum), ``dvc status`` asks
+the store each time, and nothing is cached — so an old version can be rebuilt only while the
+store keeps it (a versioned bucket).
+
 Ingest depends on the tracked path (``${dataset.source}`` in ``dvc.yaml``), so ``dvc status``
 names ingest when the data changes and ``dvc.lock`` records which data each model came from.
 """
@@ -35,16 +40,21 @@ class Tracking:
 
     source: str
     command: tuple[str, ...] = ()  # (): nothing to do (a package table, or tracked already)
+    dependency: bool = True  # ingest depends on ``source`` in dvc.yaml (not a package table)
 
 
 def is_url(source: str) -> bool:
     return "://" in source and not source.startswith(PACKAGE_SCHEME)
 
 
-def tracking(source: str, root: Path) -> Tracking:
-    """How ``source`` goes under DVC in the repository at ``root``."""
+def tracking(source: str, root: Path, in_place: bool = False) -> Tracking:
+    """How ``source`` goes under DVC in the repository at ``root``; ``in_place``: a URL or a
+    path outside the repository stays where it is, an external dependency of ingest."""
     if source.startswith(PACKAGE_SCHEME):
-        return Tracking(source)
+        return Tracking(source, dependency=False)
+    outside = is_url(source) or not Path(source).resolve().is_relative_to(root.resolve())
+    if in_place and outside:
+        return Tracking(source if is_url(source) else str(Path(source).resolve()))
     if not is_url(source):
         path = Path(source).resolve()
         if path.is_relative_to(root.resolve()):
@@ -114,6 +124,8 @@ def source_version(root: Path) -> dict[str, str]:
     if not data:
         return {}
     path = str(data[0]["path"])
+    if is_url(path):  # read in place (init --in-place): the lock holds the object's version
+        return {"data.source": path, **origin_version_of(data[0])}
     tags = {"data.source": path, "data.source.md5": str(data[0].get("md5", ""))}
     return {**tags, **origin_version(root / f"{path}.dvc")}
 
@@ -121,7 +133,9 @@ def source_version(root: Path) -> dict[str, str]:
 def source_tags(source: str) -> dict[str, str]:
     """What ingest records of the source it read: path, the MD5 ``dvc.lock`` will record for it
     (a folder's ``<md5>.dir``), and an import's origin. {} for a package table or a URL."""
-    if source.startswith(PACKAGE_SCHEME) or is_url(source) or not Path(source).exists():
+    if is_url(source):
+        return {"data.source": source, **object_version(source)}
+    if source.startswith(PACKAGE_SCHEME) or not Path(source).exists():
         return {}
     tags = {"data.source": source, "data.source.md5": dvc_md5(Path(source))}
     return {**tags, **origin_version(Path(f"{source}.dvc"))}
@@ -130,12 +144,31 @@ def source_tags(source: str) -> dict[str, str]:
 def origin_version(dvc_file: Path) -> dict[str, str]:
     """For an imported source: its URL and the version its ``.dvc`` file records."""
     deps = read_yaml(dvc_file).get("deps") or []
-    if not deps:
-        return {}
-    found = next((k for k in ORIGIN_VERSION_KEYS if deps[0].get(k)), "")
-    version = f"{found} {deps[0][found]}" if found else ""
-    origin = str(deps[0].get("path", ""))
+    return origin_version_of(deps[0]) if deps else {}
+
+
+def origin_version_of(dependency: dict) -> dict[str, str]:
+    """A URL dependency's path and the version DVC recorded for it (``etag e1``...)."""
+    found = next((k for k in ORIGIN_VERSION_KEYS if dependency.get(k)), "")
+    version = f"{found} {dependency[found]}" if found else ""
+    origin = str(dependency.get("path", ""))
     return {"data.source.origin": origin, "data.source.origin_version": version}
+
+
+def object_version(url: str) -> dict[str, str]:
+    """The object's version as its store reports it now (the ETag DVC will lock); {} when the
+    store does not say, or cannot be asked — ingest's own read names a store that is down."""
+    import fsspec
+
+    try:
+        info = fsspec.core.url_to_fs(url)[0].info(url)
+    except Exception:
+        return {}
+    found = {str(k).lower(): v for k, v in info.items()}
+    version = next(
+        (f"{k} {found[k]}".replace('"', "") for k in ("etag", "checksum") if found.get(k)), ""
+    )
+    return {"data.source.origin": url, "data.source.origin_version": version} if version else {}
 
 
 def read_yaml(path: Path) -> dict:

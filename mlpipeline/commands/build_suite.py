@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw_suite = read_json(Path(params.validate_.suite))
         reference = featurized_parts(reference, params, args.label, never_missing(raw_suite))
     open_ended = params.package.open_ended(params.dataset.categorical)
-    suite = build_suite(reference, args.out.stem, params.validate_.build, open_ended)
+    unused = () if args.featurize else list(params.dataset.drop)
+    suite = build_suite(reference, args.out.stem, params.validate_.build, open_ended, unused)
     parse_suite(suite, args.out)  # refuse to write what would not load
     write_text(to_json(suite), args.out)
     log.info("wrote %d expectations to %s", len(suite["expectations"]), args.out)

@@ -35,6 +35,7 @@ from mlpipeline.profile import Profile, profile
 from mlpipeline.sources import (
     Tracking,
     is_dvc_repository,
+    is_url,
     track,
     tracking,
     with_source_dependency,
@@ -63,6 +64,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="leave the source out of DVC (by default: dvc add, or dvc import-url for a URL or "
         "a path outside the repository, and ingest depends on it)",
     )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="a URL or a path outside the repository stays where it is (no copy, no cache): "
+        "ingest depends on it directly and dvc.lock records its ETag; for tables too big to copy",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,16 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.name or model_name(args.source, args.target)
     root = args.params.resolve().parent
     tracked = not args.no_track and is_dvc_repository(root)
-    plan = tracking(args.source, root) if tracked else Tracking(args.source)
+    plan = tracking(args.source, root, args.in_place) if tracked else untracked(args.source)
     track(plan, root)
     write_params(args.params, updated(args.params, args.source, plan.source, found, name))
     if tracked:
         dvc_yaml = root / "dvc.yaml"
-        has_file = not plan.source.startswith(PACKAGE_SCHEME)
-        write_text(with_source_dependency(dvc_yaml.read_text(), has_file), dvc_yaml)
+        write_text(with_source_dependency(dvc_yaml.read_text(), plan.dependency), dvc_yaml)
     params = load_params(args.params)  # what was written, validated
     open_ended = params.package.open_ended(found.categorical)
-    raw = build_suite(frame, Path(params.validate_.suite).stem, params.validate_.build, open_ended)
+    raw_name, unused = Path(params.validate_.suite).stem, list(params.dataset.drop)
+    raw = build_suite(frame, raw_name, params.validate_.build, open_ended, unused)
     features = featurized_parts(frame, params, "split", never_missing(raw))
     suites = {
         params.validate_.suite: raw,
@@ -101,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def as_ingested(frame: pd.DataFrame) -> pd.DataFrame:
     """The table as the pipeline's stages see it: through Parquet, as ingest writes it."""
     return pd.read_parquet(io.BytesIO(frame.to_parquet(index=False)))
+
+
+def untracked(source: str) -> Tracking:
+    """--no-track, or no DVC repository: the source as it is, nothing depends on it."""
+    return Tracking(source, dependency=False)
 
 
 def model_name(source: str, target: str) -> str:
@@ -222,9 +234,7 @@ def spaced(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def summary(
-    found: Profile, name: str, params: Path, suites: list[str], plan: Tracking | None = None
-) -> str:
+def summary(found: Profile, name: str, params: Path, suites: list[str], plan: Tracking) -> str:
     """What init inferred, and what a person should review before trusting it."""
     dropped = "\n".join(f"    {c}: {why}" for c, why in found.drop.items()) or "    (none)"
     kept = "\n".join(f"    {c}: {why}" for c, why in found.kept.items()) or "    (none)"
@@ -253,15 +263,22 @@ accept (validate.build.positive, then rebuild the raw suite); featurize.row_filt
 derived features. Then: dvc repro, and commit{to_commit(plan)}"""
 
 
-def versioned(plan: Tracking | None) -> str:
-    if plan is None or not plan.command:
-        return f"{plan.source if plan else '?'} (as it is: no DVC command run)"
-    how = "dvc add" if plan.command[0] == "add" else "dvc import-url (dvc update: a newer one)"
-    return f"{plan.source}, tracked with {how}; ingest depends on it (dvc.yaml)"
+def versioned(plan: Tracking) -> str:
+    """How the summary says where the source's version is kept."""
+    if plan.source.startswith(PACKAGE_SCHEME):
+        return f"{plan.source} (a package table: the pinned package is its version)"
+    if not plan.dependency:
+        return f"{plan.source} (as it is: not under DVC, and ingest does not depend on it)"
+    if plan.command:
+        how = "dvc add" if plan.command[0] == "add" else "dvc import-url (dvc update: a newer one)"
+        return f"{plan.source}, tracked with {how}; ingest depends on it (dvc.yaml)"
+    if is_url(plan.source) or Path(plan.source).is_absolute():
+        return f"{plan.source}, read in place; ingest depends on it (dvc.lock: its version)"
+    return f"{plan.source}, tracked by DVC already ({plan.source}.dvc); ingest depends on it"
 
 
-def to_commit(plan: Tracking | None) -> str:
-    if plan is None or not plan.command:
+def to_commit(plan: Tracking) -> str:
+    if not plan.command:
         return ""
     ignore = Path(plan.source).parent / ".gitignore"  # DVC writes one unless git ignores it
     written = f", {ignore.as_posix()}" if ignore.exists() else ""

@@ -203,11 +203,17 @@ def _kl(name: str, partition: dict, build: SuiteBuildParams, rows: int) -> dict:
 
 
 def build_suite(
-    frame: pd.DataFrame, name: str, build: SuiteBuildParams, open_ended: Collection[str] = ()
+    frame: pd.DataFrame,
+    name: str,
+    build: SuiteBuildParams,
+    open_ended: Collection[str] = (),
+    unused: Collection[str] = (),
 ) -> dict:
     """The suite describing ``frame``, as a JSON-ready dict (``open_ended``: categorical
-    columns whose new values are scored, not refused). Its ``meta.dtypes`` is the table's
-    schema, with which a new batch is read."""
+    columns whose new values are scored, not refused; ``unused``: columns the model never
+    sees, ``dataset.drop`` — checked for presence and missing values only, as the range or
+    distribution of an identifier or free text says nothing of the data's fitness). Its
+    ``meta.dtypes`` is the table's schema, with which a new batch is read."""
     unknown = [c for c in build.positive if c not in frame.columns]
     if unknown:
         raise PipelineError(
@@ -218,7 +224,7 @@ def build_suite(
     for column in frame.columns:
         series = frame[column]
         expectations += null_expectations(column, series, build)
-        if series.isna().all():
+        if series.isna().all() or column in unused:
             continue
         if pd.api.types.is_bool_dtype(series):
             expectations += boolean_expectations(column, series, build)

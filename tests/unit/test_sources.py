@@ -132,4 +132,25 @@ def test_ingest_tags_the_md5_dvc_will_record_for_a_file_and_a_folder(tmp_path, m
     assert source_tags("t.csv") == expected
     assert source_tags("parts")["data.source.md5"].endswith(".dir")
     assert source_tags("package://plotnine/data/diamonds.csv") == {}
-    assert source_tags("s3://b/t.csv") == {}
+    url = f"file://{tmp_path / 't.csv'}"  # a store that reports no ETag: the URL alone
+    assert source_tags(url) == {"data.source": url}
+
+
+def test_in_place_leaves_a_url_or_outside_path_where_it_is_as_a_dependency(tmp_path):
+    plan = tracking("s3://bucket/big.parquet", tmp_path, in_place=True)
+    assert plan.source == "s3://bucket/big.parquet" and plan.command == () and plan.dependency
+    inside = tmp_path / "t.csv"
+    inside.write_text("a\n1\n")
+    assert tracking(str(inside), tmp_path, in_place=True).command == ("add", "t.csv")
+    assert not tracking("package://plotnine/data/diamonds.csv", tmp_path).dependency
+
+
+def test_a_source_read_in_place_has_the_version_its_lock_records(tmp_path):
+    dep = {"path": "s3://b/big.parquet", "etag": "e9", "size": 1}
+    lock = {"stages": {"ingest": {"deps": [dep, {"path": "mlpipeline", "md5": "a.dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert source_version(tmp_path) == {
+        "data.source": "s3://b/big.parquet",
+        "data.source.origin": "s3://b/big.parquet",
+        "data.source.origin_version": "etag e9",
+    }

@@ -124,3 +124,15 @@ def test_a_column_with_a_few_missing_values_may_have_some_more():
     }
     assert not_null == {"a": 0.9, "b": None}  # 5% missing, and 5% more allowed
     assert never_missing(suite) == ["b"]
+
+
+def test_a_column_the_model_never_sees_is_checked_for_presence_and_missing_values_only():
+    rows = 600
+    frame = pd.DataFrame({"listing_id": np.arange(50_000, 50_000 + rows), "x": np.arange(rows)})
+    suite = build_suite(frame, "raw", SuiteBuildParams(), unused=["listing_id"])
+    kinds = {kind for kind, _ in _kinds(suite, "listing_id")}
+    assert kinds and all("null" in kind for kind in kinds), kinds
+    newer = frame.assign(listing_id=frame["listing_id"] + rows)  # the next listings' ids
+    report = _validate(newer, suite)
+    failed = [r["kwargs"] for r in report["results"] if not r["success"]]
+    assert report["statistics"]["critical_failures"] == 0 and not failed, failed
