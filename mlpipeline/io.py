@@ -74,11 +74,7 @@ def read_partitioned(folder: Path, read: Callable[[Path], pd.DataFrame]) -> pd.D
         raise PipelineError(f"ingest: {folder} is a folder without data files")
     frames, keys = [], {}
     for path in files:
-        found = dict(
-            unquote(part).split("=", 1)
-            for part in path.relative_to(folder).parent.parts
-            if "=" in part
-        )
+        found = partition_values(path, folder)
         frames.append(read(path).assign(**found))
         keys.update(dict.fromkeys(found))
     same_schema(files, frames, folder)
@@ -98,6 +94,21 @@ def same_schema(files: list[Path], frames: list[pd.DataFrame], folder: Path) -> 
                 f"{files[0].relative_to(folder)} (missing {missing}, extra {extra}); a "
                 "partitioned source needs one schema: rewrite or move that part"
             )
+
+
+def partition_values(path: Path, folder: Path) -> dict[str, str]:
+    """The ``key=value`` folders between ``folder`` and the part at ``path``."""
+    parts = path.relative_to(folder).parent.parts
+    return dict(unquote(part).split("=", 1) for part in parts if "=" in part)
+
+
+def partition_keys(location: str) -> list[str]:
+    """The partition keys of a folder source (its ``key=value`` folders), in order; [] else."""
+    folder = Path(location)
+    if not folder.is_dir():
+        return []
+    keys = (partition_values(path, folder) for path in partition_files(folder))
+    return list(dict.fromkeys(key for found in keys for key in found))
 
 
 def _numbers_if_all(values: pd.Series) -> pd.Series:

@@ -41,14 +41,20 @@ class Profile:
     kept: dict[str, str] = field(default_factory=dict)  # column -> why the model sees it
 
 
+PARTITION_KEY = "partition key: each new partition brings a value the model has not seen"
+
+
 def profile(
     frame: pd.DataFrame,
     target: str,
     task: str = "auto",
     drop: tuple[str, ...] = (),
     max_categories: int = 50,
+    keys: tuple[str, ...] = (),
 ) -> Profile:
-    """Infer the task and every column's role (``drop``: columns a person dropped)."""
+    """Infer the task and every column's role (``drop``: columns a person dropped; ``keys``:
+    a partitioned source's partition keys, dropped: each new partition brings a value the
+    model has not seen, and which partition a row is in is not a property of the row)."""
     if target not in frame.columns:
         raise PipelineError(
             f"init --target: '{target}' is not a column of the table (it has: {list(frame)})"
@@ -59,7 +65,8 @@ def profile(
     values = frame[target]
     task = infer_task(values.dropna()) if task == "auto" else task
     roles = {c: "dropped by --drop" for c in drop}
-    roles |= {c: role(frame[c], max_categories) for c in frame.columns if c not in (target, *drop)}
+    roles |= {c: PARTITION_KEY for c in keys if c not in (target, *drop)}
+    roles |= {c: role(frame[c], max_categories) for c in frame.columns if c not in (target, *roles)}
     features = [
         f
         for c, r in roles.items()

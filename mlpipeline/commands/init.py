@@ -30,7 +30,7 @@ from mlpipeline.commands.build_suite import featurized_parts
 from mlpipeline.config import load_params
 from mlpipeline.expectations.suite import build_suite, never_missing, to_json
 from mlpipeline.expectations.validation import parse_suite
-from mlpipeline.io import PACKAGE_SCHEME, read_source, write_text
+from mlpipeline.io import PACKAGE_SCHEME, partition_keys, read_source, resolve_source, write_text
 from mlpipeline.profile import Profile, profile
 from mlpipeline.sources import (
     Tracking,
@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     build = load_params(args.params).validate_.build
     frame = as_ingested(read_source(args.source))
-    found = profile(frame, args.target, args.task, tuple(args.drop), build.max_categories)
+    keys = tuple(partition_keys(resolve_source(args.source)))
+    found = profile(frame, args.target, args.task, tuple(args.drop), build.max_categories, keys)
     name = args.name or model_name(args.source, args.target)
     root = args.params.resolve().parent
     tracked = not args.no_track and is_dvc_repository(root)

@@ -101,6 +101,7 @@ def adapted(request, tmp_path_factory):
     make, target, _, _ = TABLES[name]
     repo = copy_repository(tmp_path_factory.mktemp(name))
     (repo / "dvc.lock").unlink()
+    git_commit(repo, "copy")  # a clone, as a user starts: init's dvc add needs git
     table = make(2000, seed=1)
     source = repo / "data" / "external" / f"{name}.csv"
     source.parent.mkdir(parents=True)

@@ -35,7 +35,7 @@ def test_file_md5_matches_known_digest(tmp_path):
 def test_a_hive_partitioned_parquet_folder_reads_as_one_table_with_typed_keys(tmp_path):
     import pandas as pd
 
-    from mlpipeline.io import read_table, source_format
+    from mlpipeline.io import partition_keys, read_table, source_format
 
     for day, shard in (("2026-12-01", 0), ("2026-12-01", 1), ("2026-12-02", 0)):
         part = tmp_path / f"date={day}" / f"shard={shard}"
@@ -47,6 +47,8 @@ def test_a_hive_partitioned_parquet_folder_reads_as_one_table_with_typed_keys(tm
     frame = read_table(str(tmp_path), "parquet", {})
     assert len(frame) == 6 and list(frame.columns) == ["x", "y", "date", "shard"]
     assert frame["shard"].dtype.kind == "i" and frame["date"].tolist()[0] == "2026-12-01"
+    assert partition_keys(str(tmp_path)) == ["date", "shard"]
+    assert partition_keys(str(tmp_path / "date=2026-12-01" / "shard=0" / "part-0000.parquet")) == []
 
 
 def test_a_folder_of_csv_parts_with_escaped_keys_and_an_empty_folder(tmp_path):

@@ -121,3 +121,10 @@ def test_a_category_with_rare_values_scores_new_ones_and_a_closed_set_refuses_th
     found = profile(frame, "y")
     assert found.unseen == {"kind": choice}
     assert "kind" in found.kept and "rarest" in found.kept["kind"]
+
+
+def test_a_partition_key_is_dropped_with_its_reason():
+    x = np.random.default_rng(0).normal(size=60)
+    frame = pd.DataFrame({"month": ["2026-09", "2026-10"] * 30, "x": x, "y": x * 2})
+    found = profile(frame, "y", keys=("month",))
+    assert "partition key" in found.drop["month"] and found.features == ["x"]
