@@ -16,7 +16,15 @@ import pytest
 import yaml
 
 from tests.helpers import copy_repository
-from tests.integration.conftest import BIN, free_port, git_commit, local_server, run, set_params
+from tests.integration.conftest import (
+    BIN,
+    free_port,
+    git_commit,
+    local_server,
+    restore,
+    run,
+    set_params,
+)
 from tests.integration.test_your_data import houses
 
 pytestmark = pytest.mark.integration
@@ -149,7 +157,7 @@ def test_a_partition_added_is_seen_and_removed_gives_the_old_result_back(tmp_pat
     assert "sold_month=2026-12/part-0000.parquet" in done.stderr and "Traceback" not in done.stderr
     assert "missing ['area'], extra ['surface']" in done.stderr
     shutil.rmtree(folder / "sold_month=2026-12")
-    run(["dvc", "checkout"], repo)  # the last good outputs, from DVC's cache
+    restore(repo)  # git checkout -- . && dvc checkout: the last good outputs, from the cache
     assert "up to date" in stale(repo)
     assert (repo / "reports" / "metrics.json").read_bytes() == first["metrics"]
 

@@ -78,6 +78,11 @@ COVERED = {
     "test_monitor_passes_a_random_sample",
     r"python -m mlpipeline init .*": "tests/integration/test_docs.py::"
     "test_the_readme_commands_run_as_written",
+    r"dvc status|dvc checkout|git checkout <rev>|git add -A && git commit .*": "tests/"
+    "integration/test_data_versions.py::test_a_local_csv_edited_in_place_is_a_new_version_and_"
+    "the_old_one_comes_back",
+    r"dvc update .*": "tests/integration/test_data_versions.py::"
+    "test_an_s3_object_overwritten_is_fetched_by_dvc_update_and_named_by_its_etag",
     r"python -m mlpipeline plots": "tests/integration/test_browser.py::"
     "test_dvc_plots_page_renders_offline",
     r"python -m mlpipeline plots --rev main --out pr_plots": "tests/integration/"
