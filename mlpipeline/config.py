@@ -27,6 +27,20 @@ class _Section(BaseModel):
 Task = Literal["regression", "binary", "multiclass"]
 
 
+class PartitionWindow(_Section):
+    """The partitions of one key to read: ``first`` to ``last``, both included (numbers compare
+    as numbers, text as text: ISO dates sort as dates); either may be left open."""
+
+    first: str | float | None = None
+    last: str | float | None = None
+
+    @field_validator("first", "last", mode="before")
+    @classmethod
+    def _a_date_as_iso_text(cls, value: Any) -> Any:
+        """YAML reads an unquoted 2026-12-01 as a date: as text, it compares with the folders'."""
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+
 class DatasetParams(_Section):
     """What describes the data: where it is, what to predict, and how its columns are used.
     Every other section keeps working defaults; ``python -m mlpipeline init`` writes this one."""
@@ -42,6 +56,8 @@ class DatasetParams(_Section):
     categorical: list[str] = Field(default_factory=list)
     drop: dict[str, str] = Field(default_factory=dict)  # column -> why the model never sees it
     dates: list[str] = Field(default_factory=list)  # date columns, as numeric parts
+    # a partitioned folder's window: key -> {first, last}; {} reads every partition
+    partitions: dict[str, PartitionWindow] = Field(default_factory=dict)
 
     @field_validator("drop", mode="before")
     @classmethod
@@ -72,6 +88,7 @@ class IngestParams(_Section):
     source: str
     format: Literal["auto", "csv", "parquet"] = "auto"
     read_options: dict[str, Any] = Field(default_factory=dict)
+    partitions: dict[str, PartitionWindow] = Field(default_factory=dict)
 
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -403,7 +420,7 @@ class RuntimeParams(_Section):
 
 # keys of the dataset section that the typed sections the code receives carry too
 FROM_DATASET = {
-    "ingest": ("source", "format", "read_options"),
+    "ingest": ("source", "format", "read_options", "partitions"),
     "featurize": ("target", "categorical", "drop", "dates"),
     "train": ("task",),
 }

@@ -58,7 +58,8 @@ class PandasEngine:
     """Every table in memory, in this process (the search's trials in worker processes)."""
 
     def ingest(self, params: IngestParams, out: Path) -> dict:
-        frame = read_source(params.source, params.format, params.read_options)
+        window = {key: (w.first, w.last) for key, w in params.partitions.items()}
+        frame = read_source(params.source, params.format, params.read_options, window=window)
         write_parquet(frame, out)
         return describe(frame, params.source)
 

@@ -8,6 +8,7 @@ as CSV or Parquet.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -65,13 +66,16 @@ def partition_files(folder: Path) -> list[Path]:
     )
 
 
-def read_partitioned(folder: Path, read: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+def read_partitioned(
+    folder: Path, read: Callable[[Path], pd.DataFrame], window: Window | None = None
+) -> pd.DataFrame:
     """A folder of parts as Spark, Hive or Kafka Connect write them (``key=value/`` folders of
     ``part-*.parquet`` or CSV files) as one table: the parts in path order, each ``key`` a
     column of its values (numbers where every value is one; Hive's %XX escapes decoded)."""
     files = partition_files(folder)
     if not files:
         raise PipelineError(f"ingest: {folder} is a folder without data files")
+    files = in_window(files, folder, window or {})
     frames, keys = [], {}
     for path in files:
         found = partition_values(path, folder)
@@ -96,6 +100,37 @@ def same_schema(files: list[Path], frames: list[pd.DataFrame], folder: Path) -> 
             )
 
 
+def in_window(files: list[Path], folder: Path, window: Window) -> list[Path]:
+    """The parts whose partition values lie in ``window`` (bounds included)."""
+    keys = partition_keys(str(folder))
+    unknown = [key for key in window if key not in keys]
+    if unknown:
+        raise PipelineError(
+            f"dataset.partitions: {unknown} are not partition keys of {folder} (it has: {keys})"
+        )
+    kept = [path for path in files if _inside(partition_values(path, folder), window)]
+    if not kept:
+        raise PipelineError(
+            f"dataset.partitions: no partition of {folder} lies in {window}; widen the window"
+        )
+    return kept
+
+
+def _inside(values: dict[str, str], window: Window) -> bool:
+    for key, (first, last) in window.items():
+        value = values.get(key)
+        if value is None:
+            return False
+        numeric = isinstance(first, int | float) or isinstance(last, int | float)
+        try:
+            found = float(value) if numeric else value
+        except ValueError:
+            return False
+        if (first is not None and found < first) or (last is not None and found > last):
+            return False
+    return True
+
+
 def partition_values(path: Path, folder: Path) -> dict[str, str]:
     """The ``key=value`` folders between ``folder`` and the part at ``path``."""
     parts = path.relative_to(folder).parent.parts
@@ -116,8 +151,15 @@ def _numbers_if_all(values: pd.Series) -> pd.Series:
     return numbers if numbers.notna().all() else values
 
 
+Window = dict[str, tuple[Any, Any]]  # partition key -> (first, last), either None: open
+
+
 def read_table(
-    location: str, fmt: str, options: dict, dtypes: dict[str, str] | None = None
+    location: str,
+    fmt: str,
+    options: dict,
+    dtypes: dict[str, str] | None = None,
+    window: Window | None = None,
 ) -> pd.DataFrame:
     """Read a CSV or Parquet table; a broken or missing file raises ``PipelineError``.
 
@@ -125,14 +167,20 @@ def read_table(
     booleans with missing values is pandas' nullable ``boolean`` (not objects). ``dtypes``
     (the training table's, from the raw suite) reads a new batch with the reference's schema
     instead of inferring it again: a text column stays text even where a sample of it holds
-    only digits."""
+    only digits. ``window`` reads only those partitions of a partitioned folder."""
     reader = pd.read_parquet if fmt == "parquet" else pd.read_csv
     text = [c for c, dtype in (dtypes or {}).items() if is_text_dtype(dtype)]
     if fmt == "csv" and text and "dtype" not in options:
         options = {**options, "dtype": dict.fromkeys(text, str)}
     try:
         if Path(location).is_dir():
-            frame = read_partitioned(Path(location), lambda part: reader(part, **options))
+            read = functools.partial(reader, **options)
+            frame = read_partitioned(Path(location), read, window or {})
+        elif window:
+            raise PipelineError(
+                f"dataset.partitions: {location} is not a partitioned folder; remove the key "
+                "(or point dataset.source at the folder of key=value partitions)"
+            )
         else:
             frame = reader(location, **options)
     except PipelineError:
@@ -198,10 +246,11 @@ def read_source(
     fmt: str = "auto",
     options: dict | None = None,
     dtypes: dict[str, str] | None = None,
+    window: Window | None = None,
 ) -> pd.DataFrame:
     """``read_table`` of a source as params name it (``package://``, path or URL)."""
     location = resolve_source(source)
-    return read_table(location, source_format(location, fmt), options or {}, dtypes)
+    return read_table(location, source_format(location, fmt), options or {}, dtypes, window)
 
 
 def read_named(specs: list[str], label: str) -> pd.DataFrame:

@@ -42,6 +42,11 @@ def _row_hashes(part: pd.DataFrame) -> bytes:
 
 def ingest_partitioned(params: IngestParams, blocksize: str, out: Path) -> dict:
     """Read the source with Dask and write it as partitioned Parquet; return its metadata."""
+    if params.partitions:
+        raise PipelineError(
+            "dataset.partitions: a window of partitions is read by engine: pandas only; set "
+            "engine: pandas, or point dataset.source at a folder holding the window"
+        )
     location = resolve_source(params.source)
     fmt = source_format(location, params.format)
     frame = cluster.read_source(location, fmt, params.read_options, blocksize)

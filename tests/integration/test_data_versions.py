@@ -161,6 +161,10 @@ def test_a_partition_added_is_seen_and_removed_gives_the_old_result_back(tmp_pat
     assert "up to date" in stale(repo)
     assert (repo / "reports" / "metrics.json").read_bytes() == first["metrics"]
 
+    set_params(repo, lambda p: p["dataset"].update(partitions={"sold_month": {"first": "2026-10"}}))
+    assert "dataset.partitions" in stale(repo)
+    assert repro(repo)["rows"] == 250  # the window: October on
+
 
 @pytest.fixture
 def bucket(tmp_path):

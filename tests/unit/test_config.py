@@ -156,3 +156,17 @@ def test_the_dataset_keys_reach_the_sections_that_use_them(tmp_path):
     assert params.train.task == "binary" and params.featurize.target == "y"
     assert params.featurize.drop == ["note"] and params.dataset.drop == {"note": ""}
     assert params.featurize.dates == ["when"] and params.ingest.source == "table.csv"
+
+
+def test_a_partition_window_reaches_ingest_typed(tmp_path):
+    from mlpipeline.config import load_params
+    from tests.helpers import make_params, write_params
+
+    params = make_params("data/sales", "y", ["x"])
+    params["dataset"]["partitions"] = {"month": {"first": "2026-06"}}
+    loaded = load_params(write_params(tmp_path / "params.yaml", params))
+    window = loaded.ingest.partitions["month"]
+    assert (window.first, window.last) == ("2026-06", None)
+    text = (tmp_path / "params.yaml").read_text().replace("first: 2026-06", "first: 2026-06-01")
+    (tmp_path / "params.yaml").write_text(text)  # unquoted: YAML reads a date
+    assert load_params(tmp_path / "params.yaml").ingest.partitions["month"].first == "2026-06-01"

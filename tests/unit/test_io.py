@@ -78,3 +78,40 @@ def test_a_partition_with_other_columns_is_named(tmp_path):
         (tmp_path / f"day={day}" / "part-0.csv").write_text(f"{header}\n1,2\n")
     with pytest.raises(PipelineError, match=r"day=2/part-0.csv .*missing \['b'\], extra \['c'\]"):
         read_table(str(tmp_path), "csv", {})
+
+
+def _months(folder, months=("2026-09", "2026-10", "2026-11")):
+    for month in months:
+        (folder / f"month={month}").mkdir(parents=True)
+        (folder / f"month={month}" / "part-0.csv").write_text(f"a,b\n{month[-1]},x\n")
+
+
+def test_a_window_of_partitions_reads_only_those_and_names_a_wrong_key(tmp_path):
+    from mlpipeline.errors import PipelineError
+    from mlpipeline.io import read_table
+
+    _months(tmp_path)
+    window = {"month": ("2026-10", None)}
+    assert read_table(str(tmp_path), "csv", {}, window=window)["month"].tolist() == [
+        "2026-10",
+        "2026-11",
+    ]
+    closed = read_table(str(tmp_path), "csv", {}, window={"month": ("2026-09", "2026-10")})
+    assert len(closed) == 2
+    with pytest.raises(PipelineError, match=r"\['day'\] are not partition keys .*\['month'\]"):
+        read_table(str(tmp_path), "csv", {}, window={"day": (1, 2)})
+    with pytest.raises(PipelineError, match=r"no partition .* widen the window"):
+        read_table(str(tmp_path), "csv", {}, window={"month": ("2027-01", None)})
+    (tmp_path / "t.csv").write_text("a\n1\n")
+    with pytest.raises(PipelineError, match="not a partitioned folder"):
+        read_table(str(tmp_path / "t.csv"), "csv", {}, window=window)
+
+
+def test_numeric_bounds_compare_partition_values_as_numbers(tmp_path):
+    from mlpipeline.io import read_table
+
+    for shard in (2, 9, 10):
+        (tmp_path / f"shard={shard}").mkdir()
+        (tmp_path / f"shard={shard}" / "p.csv").write_text("a\n1\n")
+    frame = read_table(str(tmp_path), "csv", {}, window={"shard": (9, 10)})
+    assert sorted(frame["shard"].tolist()) == [9, 10]  # "10" < "9" as text
