@@ -41,6 +41,7 @@ class Profile:
     kept: dict[str, str] = field(default_factory=dict)  # column -> why the model sees it
 
 
+# which partition a row is in is seldom a property of the row, and a new one is a new value
 PARTITION_KEY = "partition key: each new partition brings a value the model has not seen"
 
 
@@ -53,20 +54,11 @@ def profile(
     keys: tuple[str, ...] = (),
 ) -> Profile:
     """Infer the task and every column's role (``drop``: columns a person dropped; ``keys``:
-    a partitioned source's partition keys, dropped: each new partition brings a value the
-    model has not seen, and which partition a row is in is not a property of the row)."""
-    if target not in frame.columns:
-        raise PipelineError(
-            f"init --target: '{target}' is not a column of the table (it has: {list(frame)})"
-        )
-    unknown = [c for c in drop if c not in frame.columns]
-    if unknown:
-        raise PipelineError(f"init --drop: {unknown} are not columns of the table")
+    a partitioned source's partition keys, dropped too: see ``PARTITION_KEY``)."""
+    check_columns(frame, target, drop)
     values = frame[target]
     task = infer_task(values.dropna()) if task == "auto" else task
-    roles = {c: "dropped by --drop" for c in drop}
-    roles |= {c: PARTITION_KEY for c in keys if c not in (target, *drop)}
-    roles |= {c: role(frame[c], max_categories) for c in frame.columns if c not in (target, *roles)}
+    roles = roles_of(frame, target, drop, keys, max_categories)
     features = [
         f
         for c, r in roles.items()
@@ -109,6 +101,27 @@ def why_kept(series: pd.Series, found: str) -> str:
     if pd.api.types.is_bool_dtype(series):
         return "a boolean"
     return f"a number: {present.nunique()} distinct values"
+
+
+def check_columns(frame: pd.DataFrame, target: str, drop: tuple) -> None:
+    if target not in frame.columns:
+        raise PipelineError(
+            f"init --target: '{target}' is not a column of the table (it has: {list(frame)})"
+        )
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise PipelineError(f"init --drop: {unknown} are not columns of the table")
+
+
+def roles_of(
+    frame: pd.DataFrame, target: str, drop: tuple, keys: tuple, max_categories: int
+) -> dict[str, str]:
+    """Each column's role but the target's: dropped by hand, a partition key, or inferred."""
+    roles = {c: "dropped by --drop" for c in drop}
+    roles |= {c: PARTITION_KEY for c in keys if c not in (target, *drop)}
+    return roles | {
+        c: role(frame[c], max_categories) for c in frame.columns if c not in (target, *roles)
+    }
 
 
 def _is_drop(found: str) -> bool:
