@@ -112,6 +112,17 @@ def test_dvc_plots_page_renders_offline(browser, rendered, shots):
     assert page.ready >= 3 and page.errors == [], page.errors
 
 
+def test_dvcs_own_plots_show_renders_offline(browser, pipeline, shots, tmp_path):
+    """Plain ``dvc plots show``: ``.dvc/config`` points DVC at the committed offline template
+    (``plots.html_template``), so DVC's own command draws every plot with no network too."""
+    run(["dvc", "plots", "show", "--out", str(tmp_path / "plain")], pipeline)
+    page_file = tmp_path / "plain" / "index.html"
+    assert "cdn.jsdelivr" not in page_file.read_text()
+    drawn = "document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length"
+    page = browser.visit(page_file.as_uri(), f"{drawn} >= 3 && {drawn}", shots / "plain.png")
+    assert page.ready >= 3 and page.errors == [], page.errors
+
+
 def test_the_mlflow_ui_shows_the_runs_datasets_and_model(browser, pipeline, shots):
     """MLflow's own pages on the pipeline's store: the README's link opens the training runs;
     the train run lists its datasets and the model its test metrics are linked to; the

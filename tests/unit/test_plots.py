@@ -91,3 +91,20 @@ def test_lineage_lists_a_run_s_datasets():
         }
     ]
     assert run_datasets(client, "") == []
+
+
+def test_dvc_s_own_plots_show_uses_the_committed_offline_template():
+    """``.dvc/config`` names ``.dvc/plots/offline.html`` (plots.html_template), which is what
+    ``offline_template`` makes from the pinned vl-convert: regenerate it when that changes."""
+    import configparser
+
+    from mlpipeline.plots import offline_template
+    from tests.helpers import REPO
+
+    config = configparser.ConfigParser()
+    config.read(REPO / ".dvc" / "config")
+    template = REPO / ".dvc" / config["plots"]["html_template"]
+    assert template.read_text(encoding="utf-8") == offline_template(), (
+        "regenerate: python -c 'from mlpipeline.plots import offline_template; "
+        'open(".dvc/plots/offline.html", "w").write(offline_template())\''
+    )
