@@ -89,7 +89,8 @@ def track(plan: Tracking, root: Path) -> None:
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        reason = next((line for line in lines if line.startswith("ERROR")), (lines or [""])[-1])
+        found = next((line for line in lines if line.startswith("ERROR")), (lines or [""])[-1])
+        reason = found.removeprefix("ERROR:").strip().rstrip(".")
         fixes = [line for line in lines if line.startswith("git ")]  # DVC's own advice
         advice = f"; {' && '.join(fixes)}, then init again" if fixes else ""
         raise PipelineError(

@@ -424,6 +424,7 @@ def _open(request: RunRequest) -> tuple[str, str]:
     run = mlflow.start_run(experiment_id=experiment_id, run_name=request.stage, tags=tags)
     _HELD.update(run_id=run.info.run_id, experiment_id=experiment_id, parent_id=parent_id)
     _HELD["project_run"] = request.project_run
+    _HELD["source"] = {k: v for k, v in tags.items() if k.startswith("data.source")}
     mlflow.log_params(request.params)
     return run.info.run_id, experiment_id
 
@@ -477,7 +478,7 @@ def _log_child(name: str, params: dict, metrics: dict, tags: dict) -> None:
     child = client.create_run(
         _HELD["experiment_id"],
         run_name=name,
-        tags={"mlflow.parentRunId": _HELD["run_id"], **tags},
+        tags={"mlflow.parentRunId": _HELD["run_id"], **_HELD.get("source", {}), **tags},
     )
     now = int(time.time() * 1000)
     client.log_batch(
