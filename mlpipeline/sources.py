@@ -133,7 +133,8 @@ def source_version(root: Path) -> dict[str, str]:
 
 def source_tags(source: str) -> dict[str, str]:
     """What ingest records of the source it read: path, the MD5 ``dvc.lock`` will record for it
-    (a folder's ``<md5>.dir``), and an import's origin. {} for a package table or a URL."""
+    (a folder's ``<md5>.dir``) and an import's origin; for a URL read in place, the URL and
+    the version its store reports now. {} for a package table."""
     if is_url(source):
         return {"data.source": source, **object_version(source)}
     if source.startswith(PACKAGE_SCHEME) or not Path(source).exists():
