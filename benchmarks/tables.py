@@ -628,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
     with contextlib.ExitStack() as stack:
         root = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        root.mkdir(parents=True, exist_ok=True)
         results = run_all(tables, root.resolve(), args.jobs)
     facts = facts_of(argv, started, time.perf_counter() - start, args.jobs, load)
     if args.keep:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import yaml
 
+from mlpipeline.codedeps import deps_block, is_code_path, item_path
 from mlpipeline.errors import PipelineError
 from mlpipeline.io import PACKAGE_SCHEME, dvc_md5
 
 EXTERNAL = Path("data/external")  # where imported sources land (dvc import-url)
 SOURCE_DEPENDENCY = "      - ${dataset.source}  # the source table, tracked by DVC (init)\n"
-INGEST_CODE = ("stages/ingest.py", "mlpipeline")  # ingest's other dependencies in dvc.yaml
 ORIGIN_VERSION_KEYS = ("version_id", "etag", "checksum", "md5")  # import-url's dependency
 
 
@@ -101,27 +101,27 @@ def track(plan: Tracking, root: Path) -> None:
 
 def with_source_dependency(dvc_yaml: str, tracked: bool) -> str:
     """``dvc.yaml`` with ingest depending on ``${dataset.source}`` (``tracked``) or not (a
-    package table): the line goes right after ingest's ``- mlpipeline``."""
+    package table): the line goes right after ingest's code dependencies."""
     lines = [line for line in dvc_yaml.splitlines(keepends=True) if line != SOURCE_DEPENDENCY]
     if not tracked:
         return "".join(lines)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == "  ingest:"), None)
-    library = next(
-        (i for i in range(start or 0, len(lines)) if lines[i].strip() == "- mlpipeline"), None
-    )
-    if start is None or library is None:
+    try:
+        first, end = deps_block(lines, "ingest")
+    except PipelineError as exc:
         raise PipelineError(
-            "init: dvc.yaml has no ingest stage depending on mlpipeline; add "
+            f"init: {exc}: dvc.yaml has no ingest stage with a deps list; add "
             "'- ${dataset.source}' to ingest's deps yourself (or pass --no-track)"
-        )
-    return "".join([*lines[: library + 1], SOURCE_DEPENDENCY, *lines[library + 1 :]])
+        ) from exc
+    code = [i for i in range(first, end) if is_code_path(item_path(lines[i]))]
+    at = code[-1] + 1 if code else first
+    return "".join([*lines[:at], SOURCE_DEPENDENCY, *lines[at:]])
 
 
 def source_version(root: Path) -> dict[str, str]:
     """The source's version as ``dvc.lock`` records it (ingest's data dependency: path and
     MD5) and, for an import, where it came from and the object's version there."""
     ingest = read_yaml(root / "dvc.lock").get("stages", {}).get("ingest", {})
-    data = [d for d in ingest.get("deps", []) if d.get("path") not in INGEST_CODE]
+    data = [d for d in ingest.get("deps", []) if not is_code_path(str(d.get("path")))]
     if not data:
         return {}
     path = str(data[0]["path"])

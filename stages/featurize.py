@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlpipeline import cli
 from mlpipeline.config import Params, load_params
-from mlpipeline.engine import Engine, open_engine
+from mlpipeline.engine.featurize import Featurize, open_engine
 from mlpipeline.expectations.suite import never_missing
 from mlpipeline.expectations.validation import (
     ReportPaths,
@@ -101,7 +101,9 @@ def paths_of(args: argparse.Namespace) -> ReportPaths:
     return ReportPaths(args.report, args.html, args.report_metrics)
 
 
-def check_features(engine: Engine, params: Params, args: argparse.Namespace, staging: Path) -> dict:
+def check_features(
+    engine: Featurize, params: Params, args: argparse.Namespace, staging: Path
+) -> dict:
     """The features suite's report on the staged train and test parts (written, not judged)."""
     parts = [f"train={staging / TRAIN_FILE}", f"test={staging / TEST_FILE}"]
     examples = params.validate_.result_examples

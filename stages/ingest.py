@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlpipeline import cli
 from mlpipeline.config import load_params
-from mlpipeline.engine import open_engine
+from mlpipeline.engine.ingest import open_engine
 from mlpipeline.io import write_json
 from mlpipeline.names import RAW_DATASET
 from mlpipeline.sources import source_tags

@@ -19,7 +19,7 @@ import pandas as pd
 
 from mlpipeline import cli
 from mlpipeline.config import load_params
-from mlpipeline.engine import open_engine
+from mlpipeline.engine.train import open_engine
 from mlpipeline.errors import PipelineError
 from mlpipeline.features import FeatureSpec
 from mlpipeline.io import file_md5, write_csv, write_json, write_text

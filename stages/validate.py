@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlpipeline import cli
 from mlpipeline.config import load_params
-from mlpipeline.engine import open_engine
+from mlpipeline.engine.validate import open_engine
 from mlpipeline.expectations.validation import (
     ReportPaths,
     build_report,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlpipeline.codedeps import listed_code, stage_code
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -41,11 +42,17 @@ def test_the_pipeline_is_exactly_the_five_stages_in_order():
     assert modules == sorted(STAGES)
 
 
-def test_each_stage_depends_on_its_module_and_the_library_folder():
-    """Code deps that cannot go stale: the stage's own module and the whole library."""
-    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
-        code = [d for d in stage["deps"] if d.endswith(".py") or d == "mlpipeline"]
-        assert code == [f"stages/{name}.py", "mlpipeline"], name
+def test_each_stage_depends_on_exactly_the_code_it_imports():
+    """Its module first, then its import closure (``python -m mlpipeline deps --write``)."""
+    text = (REPO / "dvc.yaml").read_text()
+    for name, stage in yaml.safe_load(text)["stages"].items():
+        wanted = stage_code(REPO, name)
+        listed = listed_code(text, name)
+        missing = sorted(set(wanted) - set(listed))
+        extra = sorted(set(listed) - set(wanted))
+        assert not missing, f"{name} imports {missing}; run python -m mlpipeline deps --write"
+        assert not extra, f"{name} does not import {extra}; run python -m mlpipeline deps --write"
+        assert listed == wanted, name
         assert f"python -m stages.{name} " in stage["cmd"]
         params = stage.get("params", [])
         assert not any(str(p).startswith("runtime") for p in params), name

@@ -135,6 +135,7 @@ def updated(path: Path, source: str, tracked: str, found: Profile, name: str) ->
     train = section(doc, "train")
     train.update(objective="auto", target_transform=found.target_transform, positive_class=None)
     train["feature_sets"] = flow({"all": found.features})
+    train["fixed"] = flow_map(found.fixed)
     search = section(train, "search")
     section(search, "space").pop("feature_set", None)
     search["metric"] = "auto"
@@ -249,6 +250,7 @@ def summary(found: Profile, name: str, params: Path, suites: list[str], plan: Tr
         found.dates or "(none)"
     }
   target transform: {found.target_transform}
+  LightGBM held fixed (train.fixed): {held_fixed(found)}
   kept:
 {kept}
   dropped:
@@ -262,6 +264,15 @@ Review before trusting it: dataset.categorical / dataset.drop / dataset.dates; t
 thresholds (package.gate); package.intended_use and limitations (TODO); data defects you
 accept (validate.build.positive, then rebuild the raw suite); featurize.row_filters and
 derived features. Then: dvc repro, and commit{to_commit(plan)}"""
+
+
+def held_fixed(found: Profile) -> str:
+    if not found.fixed:
+        return "(nothing)"
+    return (
+        f"max_cat_to_onehot: {found.fixed['max_cat_to_onehot']} (too few rows per category "
+        "value for grouped splits: each value is split against the rest)"
+    )
 
 
 def versioned(plan: Tracking) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from mlpipeline.config import FeaturizeParams
 from mlpipeline.dask import cluster, repeats
+from mlpipeline.dask.validation import DaskValidate
 from mlpipeline.errors import PipelineError
 from mlpipeline.io import write_with
 from mlpipeline.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
@@ -95,3 +96,17 @@ def write_features(
     cluster.write_parquet(test_raw, out_dir / TEST_ROWS_FILE)
     write_with(spec.to_json, out_dir / SPEC_FILE)
     return {"train_rows": n_train, "test_rows": n_test, "features": len(spec.features)}
+
+
+class DaskFeaturize(DaskValidate):
+    """``mlpipeline.engine.featurize``'s engine on a cluster: partition by partition."""
+
+    def featurize(
+        self,
+        params: FeaturizeParams,
+        seed: int,
+        data: Path,
+        out_dir: Path,
+        never_missing: Collection[str],
+    ) -> dict:
+        return featurize_partitioned(params, seed, data, out_dir, never_missing)

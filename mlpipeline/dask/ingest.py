@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlpipeline.config import IngestParams
+from mlpipeline.config import DaskParams, IngestParams
 from mlpipeline.dask import cluster
 from mlpipeline.errors import PipelineError
-from mlpipeline.io import resolve_source, source_format
+from mlpipeline.io import resolve_source, source_format, with_booleans
 
 
 def describe_partitioned(frame: Any, source: str) -> dict:
@@ -40,6 +40,18 @@ def _row_hashes(part: pd.DataFrame) -> bytes:
     return pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes()
 
 
+def with_boolean_columns(frame: Any) -> Any:
+    """The columns that ``io.with_booleans`` makes nullable ``boolean`` in the first partition,
+    cast so in every partition: the pandas path's dtypes, its content hash. A later partition
+    holding other values there stops ingest (a type change part-way, as Dask reports others)."""
+    texts = [c for c, dtype in frame.dtypes.items() if dtype == object]  # noqa: E721
+    if not texts:
+        return frame
+    first = with_booleans(frame[texts].get_partition(0).compute())
+    found = {c: "boolean" for c, dtype in first.dtypes.items() if str(dtype) == "boolean"}
+    return frame.astype(found) if found else frame
+
+
 def ingest_partitioned(params: IngestParams, blocksize: str, out: Path) -> dict:
     """Read the source with Dask and write it as partitioned Parquet; return its metadata."""
     if params.partitions:
@@ -49,7 +61,7 @@ def ingest_partitioned(params: IngestParams, blocksize: str, out: Path) -> dict:
         )
     location = resolve_source(params.source)
     fmt = source_format(location, params.format)
-    frame = cluster.read_source(location, fmt, params.read_options, blocksize)
+    frame = with_boolean_columns(cluster.read_source(location, fmt, params.read_options, blocksize))
     try:
         cluster.write_parquet(frame, out)
     except PipelineError:
@@ -58,3 +70,13 @@ def ingest_partitioned(params: IngestParams, blocksize: str, out: Path) -> dict:
         reason = cluster.read_error(exc)
         raise PipelineError(f"ingest: cannot read {location} as {fmt}: {reason}") from exc
     return describe_partitioned(cluster.read_parquet(out), params.source)
+
+
+class DaskIngest:
+    """``mlpipeline.engine.ingest``'s engine on a cluster: the source read in blocks."""
+
+    def __init__(self, settings: DaskParams) -> None:
+        self.settings = settings
+
+    def ingest(self, params: IngestParams, out: Path) -> dict:
+        return ingest_partitioned(params, self.settings.blocksize, out)

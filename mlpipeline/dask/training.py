@@ -15,6 +15,7 @@ import pandas as pd
 
 from mlpipeline.config import Params, TrainParams
 from mlpipeline.dask import cluster
+from mlpipeline.features import model_frame, model_names
 from mlpipeline.io import path_md5
 from mlpipeline.model import CrossValidator, feature_columns, model_params
 from mlpipeline.search import Checkpoint, Trial, best_trial, kept_trial, run_search
@@ -98,14 +99,15 @@ def refit_on_cluster(
     client: Any, path: Path, columns: list[str], lightgbm_params: dict, rounds: int, target: Target
 ) -> Any:
     """The chosen configuration trained with ``lightgbm.dask`` on the partitioned training
-    features, on the cluster's workers."""
+    features, on the cluster's workers, under the names the booster holds (``model_names``)."""
     import lightgbm as lgb
 
     # one frame for features and target, so that both keep the same partitions
     frame = cluster.read_parquet(path, columns=[*columns, target.name])
     frame = frame.map_partitions(_with_learned, target)
     model = lgb.DaskLGBMRegressor(client=client, n_estimators=rounds, **lightgbm_params)
-    model.fit(frame[columns], frame[LEARNED])
+    inputs = frame[columns].rename(columns=dict(zip(columns, model_names(columns), strict=True)))
+    model.fit(inputs, frame[LEARNED])
     return model.booster_
 
 
@@ -120,7 +122,7 @@ def predict_partitions(booster: Any, path: Path, columns: list[str], threads: in
 
 
 def _predict(booster: Any, frame: pd.DataFrame, threads: int) -> np.ndarray:
-    return booster.predict(frame, num_threads=threads)
+    return booster.predict(model_frame(frame, list(frame.columns)), num_threads=threads)
 
 
 def fit_on_cluster(
@@ -151,3 +153,21 @@ def fit_on_cluster(
     booster = refit_on_cluster(client, inputs["train"], columns, final, rounds, target)
     test_scores = predict_partitions(booster, inputs["test"], columns, trials_on.threads)
     return Fitted(trials, best, oof, booster, columns, final, test_scores)
+
+
+class DaskTrain:
+    """``mlpipeline.engine.train``'s engine on a cluster: trials as tasks, the refit with
+    ``lightgbm.dask``."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def fit(
+        self,
+        inputs: dict[str, Path],
+        target: Target,
+        params: Params,
+        checkpoint: Checkpoint,
+        on_trial: Callable[[Trial], None],
+    ) -> Fitted:
+        return fit_on_cluster(self.client, inputs, target, params, checkpoint, on_trial)

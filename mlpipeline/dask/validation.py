@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlpipeline.dask import repeats
+from mlpipeline.dask import cluster, repeats
+from mlpipeline.errors import PipelineError
 from mlpipeline.expectations.suite import CRITICAL
 from mlpipeline.expectations.validation import parse_suite, run_suite
+from mlpipeline.io import read_json
 
 KL = "expect_column_kl_divergence_to_be_less_than"
 ROW_COUNT = "expect_table_row_count_to_be_between"
@@ -330,3 +333,24 @@ def unique_results(
         "missing_count": ignored - ignored_rows(candidates, entry["kwargs"]),
     }
     return [found, {**found, "success": True, "exception_info": {}, "result": others}]
+
+
+class DaskValidate:
+    """``mlpipeline.engine.validate``'s engine on a cluster: the suite per partition, merged."""
+
+    def validate(self, tables: list[str], label: str, suite: Path, examples: int) -> dict:
+        return validate_partitioned(read_tables(tables, label), read_json(suite), examples)
+
+
+def read_tables(tables: list[str], label: str) -> Any:
+    """``[NAME=]PATH`` Parquet files or partitioned folders as one lazy Dask dataframe."""
+    import dask.dataframe as dd
+
+    named = [spec.split("=", 1) if "=" in spec else ["", spec] for spec in tables]
+    frames = []
+    for name, source in named:
+        if not Path(source).exists():
+            raise PipelineError(f"validate: {source} does not exist")
+        frame = cluster.read_parquet(source)
+        frames.append(frame.assign(**{label: name}) if len(named) > 1 else frame)
+    return dd.concat(frames) if len(frames) > 1 else frames[0]

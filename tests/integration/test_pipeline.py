@@ -47,6 +47,27 @@ def test_second_repro_changes_nothing(pipeline):
     assert (pipeline / "dvc.lock").read_text() == lock
 
 
+@pytest.mark.parametrize(
+    ("module", "stale"),
+    [
+        ("mlpipeline/commands/analyze.py", []),
+        ("mlpipeline/rollout_report.py", []),
+        ("mlpipeline/monitoring.py", []),
+        ("mlpipeline/search.py", ["package", "train"]),
+        ("mlpipeline/io.py", sorted(STAGES)),
+    ],
+)
+def test_a_code_edit_makes_only_the_stages_that_import_it_stale(pipeline, module, stale):
+    path = pipeline / module
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"# a comment line\n")
+        status = json.loads(run(["dvc", "status", "--json"], pipeline).stdout or "{}")
+    finally:
+        path.write_bytes(original)
+    assert sorted(status) == stale
+
+
 def test_mlflow_has_a_run_per_stage_under_one_parent(pipeline):
     import mlflow
 

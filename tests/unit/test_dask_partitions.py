@@ -3,19 +3,25 @@ whole-table functions give."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import dask
 import dask.dataframe as dd
 import distributed  # registers its config defaults before any test sets dask config
+import numpy as np
 import pandas as pd
 import pytest
 
 from mlpipeline.config import DaskParams, FeaturizeParams, load_params
 from mlpipeline.dask import cluster as engine
 from mlpipeline.dask.featurize import TEST_COLUMN, clean_tagged, removed_rows
-from mlpipeline.dask.ingest import describe_partitioned
+from mlpipeline.dask.ingest import describe_partitioned, with_boolean_columns
+from mlpipeline.dask.training import predict_partitions, refit_on_cluster
 from mlpipeline.errors import PipelineError
-from mlpipeline.io import describe
+from mlpipeline.features import model_names
+from mlpipeline.io import describe, read_table
 from mlpipeline.prepare import clean, split
+from mlpipeline.training import Target
 from tests.helpers import make_params, write_params
 
 
@@ -88,3 +94,31 @@ def test_a_cluster_without_workers_stops_the_stage_instead_of_waiting(monkeypatc
             engine.dask_client(DaskParams()) as client,
         ):
             client.submit(sum, [1, 2]).result()
+
+
+def test_booleans_with_missing_values_get_the_pandas_dtype_in_every_partition(tmp_path):
+    path = tmp_path / "t.csv"
+    table = {"flag": [True, None, False, True] * 500, "n": range(2000), "c": ["x", "y"] * 1000}
+    pd.DataFrame(table).to_csv(path, index=False)
+    with dask.config.set({"scheduler": "synchronous", **engine.DASK_CONFIG}):
+        frame = with_boolean_columns(engine.read_source(str(path), "csv", {}, "4kB"))
+        assert frame.npartitions > 3 and str(frame.dtypes["flag"]) == "boolean"
+        assert describe_partitioned(frame, "s") == describe(read_table(str(path), "csv", {}), "s")
+
+
+def test_the_cluster_refit_and_scores_use_the_boosters_names(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"mean radius": rng.normal(size=400), "a:b": rng.normal(size=400)})
+    frame["y"] = 2 * frame["mean radius"] + rng.normal(scale=0.1, size=400)
+    path = tmp_path / "train"
+    path.mkdir()
+    frame.to_parquet(path / "part.0.parquet")
+    target = Target("y", SimpleNamespace(is_classification=False, target_transform="none"))
+    columns = ["mean radius", "a:b"]
+    params = {"num_leaves": 7, "verbosity": -1, "num_threads": 1, "seed": 1}
+    monkeypatch.delenv(engine.SCHEDULER_ENV, raising=False)
+    with engine.dask_client(DaskParams(n_workers=1)) as client:
+        booster = refit_on_cluster(client, path, columns, params, 30, target)
+        scores = predict_partitions(booster, path, columns, threads=1)
+    assert booster.feature_name() == model_names(columns) == ["mean_radius", "a_b"]
+    assert np.corrcoef(scores, frame["y"])[0, 1] > 0.9

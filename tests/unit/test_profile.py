@@ -128,3 +128,21 @@ def test_a_partition_key_is_dropped_with_its_reason():
     frame = pd.DataFrame({"month": ["2026-09", "2026-10"] * 30, "x": x, "y": x * 2})
     found = profile(frame, "y", keys=("month",))
     assert "partition key" in found.drop["month"] and found.features == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "values", "fixed"),
+    [
+        (90, 12, {"max_cat_to_onehot": 12}),  # msleep-like: ~4 training rows per value
+        (90, 3, {}),  # as few values as LightGBM splits one against the rest anyway
+        (20_000, 12, {}),  # enough rows per value for grouped splits
+    ],
+)
+def test_a_small_table_splits_each_category_value_against_the_rest(rows, values, fixed):
+    rng = np.random.default_rng(1)
+    kinds = [f"k{i}" for i in range(values)]
+    frame = pd.DataFrame(
+        {"kind": np.resize(kinds, rows), "x": rng.normal(size=rows), "y": rng.normal(size=rows)}
+    )
+    found = profile(frame, "y")
+    assert found.categorical == ["kind"] and found.fixed == fixed

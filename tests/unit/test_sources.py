@@ -21,17 +21,18 @@ from mlpipeline.sources import (
 )
 
 DVC_YAML = """stages:
-  ingest:
+  ingest:   # reads the source
     cmd: python stages/ingest.py
     deps:
       - stages/ingest.py
-      - mlpipeline
+      - mlpipeline/io.py
+      - stages/__init__.py
     params:
       - dataset.source
   validate:
     cmd: python stages/validate.py
     deps:
-      - mlpipeline
+      - mlpipeline/io.py
 """
 
 
@@ -39,8 +40,13 @@ def test_ingest_gets_the_source_dependency_once_and_loses_it_for_a_package_table
     tracked = with_source_dependency(DVC_YAML, tracked=True)
     assert tracked.count(SOURCE_DEPENDENCY) == 1
     deps = yaml.safe_load(tracked)["stages"]["ingest"]["deps"]
-    assert deps == ["stages/ingest.py", "mlpipeline", "${dataset.source}"]
-    assert yaml.safe_load(tracked)["stages"]["validate"]["deps"] == ["mlpipeline"]
+    assert deps == [
+        "stages/ingest.py",
+        "mlpipeline/io.py",
+        "stages/__init__.py",
+        "${dataset.source}",
+    ]
+    assert yaml.safe_load(tracked)["stages"]["validate"]["deps"] == ["mlpipeline/io.py"]
     assert with_source_dependency(tracked, tracked=True) == tracked  # init twice: one line
     assert with_source_dependency(tracked, tracked=False) == DVC_YAML
 
@@ -97,7 +103,7 @@ def test_the_source_version_comes_from_the_lock_and_an_import_from_its_dvc_file(
             "ingest": {
                 "deps": [
                     {"path": "data/external/sales.csv", "md5": "f" * 32},
-                    {"path": "mlpipeline", "md5": "a" * 32 + ".dir"},
+                    {"path": "mlpipeline/io.py", "md5": "a" * 32},
                     {"path": "stages/ingest.py", "md5": "b" * 32},
                 ]
             }
@@ -147,7 +153,7 @@ def test_in_place_leaves_a_url_or_outside_path_where_it_is_as_a_dependency(tmp_p
 
 def test_a_source_read_in_place_has_the_version_its_lock_records(tmp_path):
     dep = {"path": "s3://b/big.parquet", "etag": "e9", "size": 1}
-    lock = {"stages": {"ingest": {"deps": [dep, {"path": "mlpipeline", "md5": "a.dir"}]}}}
+    lock = {"stages": {"ingest": {"deps": [dep, {"path": "stages/ingest.py", "md5": "a"}]}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert source_version(tmp_path) == {
         "data.source": "s3://b/big.parquet",
