@@ -89,23 +89,28 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 
 def _stratified_test_rows(labels: pd.Series, n_test: int, seed: int) -> np.ndarray:
+    """Test rows drawn per class. A class of a single row cannot be in both parts: its rows
+    stay in the training part (so the model knows the class) and a warning names them."""
     from sklearn.model_selection import train_test_split
 
+    counts = labels.value_counts()
+    single = counts.index[counts < 2].tolist()
+    if single:
+        log.warning(
+            "featurize.stratify: class(es) %s of '%s' have a single row; it stays in the "
+            "training part",
+            single[:5],
+            labels.name,
+        )
+    rows = np.flatnonzero(~labels.isin(single).to_numpy())
     try:
         _, test = train_test_split(
-            np.arange(len(labels)), test_size=n_test, random_state=seed, stratify=labels
+            rows, test_size=n_test, random_state=seed, stratify=labels.iloc[rows]
         )
-    except ValueError as exc:  # e.g. a class with a single row
-        counts = labels.value_counts()
-        single = counts.index[counts < 2].tolist()
-        hint = (
-            f"class(es) {single[:5]} have a single row: drop those rows from the source, "
-            "choose another target, or set featurize.stratify: false"
-            if single
-            else "set featurize.stratify: false or change featurize.test_size"
-        )
+    except ValueError as exc:  # e.g. fewer test rows than classes
         raise PipelineError(
-            f"featurize.stratify: cannot stratify by '{labels.name}': {exc}; {hint}"
+            f"featurize.stratify: cannot stratify by '{labels.name}': {exc}; set "
+            "featurize.stratify: false or change featurize.test_size"
         ) from exc
     return test
 

@@ -184,7 +184,8 @@ def role(series: pd.Series, max_categories: int) -> str:
     if len(present) == 0:
         return "always missing"
     if distinct == 1:
-        return f"constant: always {present.iloc[0]!r}"
+        value = present.iloc[0]
+        return f"constant: always {getattr(value, 'item', lambda: value)()!r}"
     if pd.api.types.is_bool_dtype(series):
         return "feature"
     if pd.api.types.is_numeric_dtype(series):

@@ -98,7 +98,15 @@ def test_featurize_keeps_target(raw_frame):
     assert out["price"].tolist() == raw_frame["price"].tolist()
 
 
-def test_a_class_of_one_row_cannot_be_stratified_and_the_message_says_what_to_do():
-    frame = pd.DataFrame({"x": range(21), "kind": ["a"] * 10 + ["b"] * 10 + ["c"]})
-    with pytest.raises(PipelineError, match=r"\['c'\] have a single row: drop those rows"):
-        split(frame, 0.25, 1, "kind")
+def test_a_class_of_one_row_stays_in_the_training_part_with_a_warning(caplog):
+    frame = pd.DataFrame({"x": range(41), "kind": ["a"] * 20 + ["b"] * 20 + ["c"]})
+    train, test = split(frame, 0.25, 1, "kind")
+    assert "c" in set(train["kind"]) and "c" not in set(test["kind"])
+    assert (test["kind"] == "a").sum() == (test["kind"] == "b").sum() == 5
+    assert "['c']" in caplog.text and "training part" in caplog.text
+
+
+def test_a_stratified_split_with_fewer_test_rows_than_classes_says_what_to_do():
+    frame = pd.DataFrame({"x": range(20), "kind": list("abcdefghij") * 2})
+    with pytest.raises(PipelineError, match=r"featurize\.stratify: false or change"):
+        split(frame, 0.1, 1, "kind")
