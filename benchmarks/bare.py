@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from mlpipeline.config import Params, TrainParams, load_params
-from mlpipeline.features import inverse_target, transform_target
-from mlpipeline.io import read_source
-from mlpipeline.metrics import regression_metrics
-from mlpipeline.model import FEATURE_SET, feature_columns, model_params, thread_count
-from mlpipeline.prepare import clean, featurize, make_spec, split
+from mlpipeline.core.config import Params, TrainParams, load_params
+from mlpipeline.data.io import read_source
+from mlpipeline.features.prepare import clean, featurize, make_spec, split
+from mlpipeline.features.transform import inverse_target, transform_target
+from mlpipeline.model.boosting import FEATURE_SET, feature_columns, model_params, thread_count
+from mlpipeline.model.metrics import regression_metrics
 
 
 def search_points(path: Path, names: list[str]) -> list[dict]:

@@ -27,18 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import yaml
+
+from benchmarks.harness import machine, utc_now
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("ingest", "validate", "featurize", "fit")
@@ -198,11 +198,11 @@ def run_engine(
 
 
 def fit(params_path: Path, features: Path) -> dict:
-    from mlpipeline.config import load_params
+    from mlpipeline.core.config import load_params
     from mlpipeline.dask import cluster
     from mlpipeline.dask.training import refit_on_cluster
-    from mlpipeline.model import refit, thread_count
-    from mlpipeline.training import Target
+    from mlpipeline.model.boosting import refit, thread_count
+    from mlpipeline.model.training import Target
 
     params = load_params(params_path)
     target = Target(params.featurize.target, params.train)  # regression: no classes
@@ -255,9 +255,8 @@ def _report_head(sizes: dict[int, float], rows: list[int]) -> list[str]:
     return [
         "# pandas and Dask engines at scale",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {platform.platform()} · "
-        f"{psutil.cpu_count()} cores · {psutil.virtual_memory().total / 2**30:.0f} GiB · "
-        f"Python {platform.python_version()} · `python -m benchmarks.engines`",
+        f"{utc_now()} · {machine()} · {psutil.virtual_memory().total / 2**30:.0f} GiB · "
+        "`python -m benchmarks.engines`",
         "",
         "In-memory size of the raw table (pandas): "
         + ", ".join(f"{n:,} rows = {sizes[n]:,.0f} MB" for n in rows),

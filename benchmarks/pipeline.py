@@ -26,20 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 
 import yaml
+
+from benchmarks.harness import load_1min, machine, median, percentile, utc_now, versions
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results.md"
@@ -126,10 +124,6 @@ def repro(workspace: Path, *flags: str) -> dict:
         for i, (name, at) in enumerate(marks)
     }
     return {"seconds": end - start, "stages": stages}
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
 
 
 # ---- the copy of the repository ----------------------------------------------------------
@@ -303,8 +297,8 @@ def threads(workspace: Path, repeat: int) -> dict:
     import lightgbm as lgb
     import pandas as pd
 
-    from mlpipeline.features import transform_target
-    from mlpipeline.model import thread_count
+    from mlpipeline.features.transform import transform_target
+    from mlpipeline.model.boosting import thread_count
 
     summary = json.loads((workspace / "models/lgbm/summary.json").read_text())
     frame = pd.read_parquet(workspace / "data/features/train.parquet")
@@ -440,7 +434,7 @@ def tracking_rows(track: dict, fit: dict) -> list[tuple[str, ...]]:
 
 
 def serving_rows(serve: dict) -> list[tuple[str, ...]]:
-    from benchmarks.serving import BATCH_ROWS, percentile
+    from benchmarks.serving import BATCH_ROWS
 
     def latency(values: list[float]) -> str:
         return f"{median(values) * 1000:.1f} / {percentile(values, 99) * 1000:.1f} ms"
@@ -473,13 +467,12 @@ def _list(values: Sequence[float]) -> str:
 def context(args: argparse.Namespace, seconds: float, load: tuple) -> dict[str, str]:
     packages = ("dvc", "mlflow", "great-expectations", "lightgbm", "scikit-optimize", "pandas")
     return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        "versions": ", ".join(f"{p} {version(p)}" for p in packages),
+        "date": utc_now(),
+        "machine": machine(),
+        "versions": versions(packages),
         "command": f"`python -m benchmarks --repeat {args.repeat}`",
         "medians of": f"{args.repeat} runs (no-op and start-up: {2 * args.repeat})",
-        "load average (1 min) at start": f"{load[0]:.2f}",
+        "load average (1 min) at start": f"{load:.2f}",
         "benchmark wall time": f"{seconds / 60:.1f} min",
     }
 
@@ -496,7 +489,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    started, load = time.perf_counter(), os.getloadavg()
+    started, load = time.perf_counter(), load_1min()
 
     def say(text: str) -> None:
         stamp = f"[{time.perf_counter() - started:6.0f} s]"

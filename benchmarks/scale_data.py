@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlpipeline.io import write_parquet
+from mlpipeline.data.io import write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 (a) Search efficiency. On a fixed 10,000-row sample of the training features (LightGBM capped
 at 300 rounds, early stopping after 30), the repository's search space is explored with the
-project's Bayesian search (``mlpipeline.search.run_search``, one run of the largest budget per
+project's Bayesian search (``mlpipeline.model.search.run_search``, one run of the largest budget per
 seed) and with random search (``skopt.space.Space(...).rvs(n, random_state=seed)``, evaluated
 with the same ``CrossValidator``: same folds, LightGBM params and seed). The running best CV
 score after each budget is compared seed by seed; both methods use the same seeds, and a seed
@@ -27,24 +27,22 @@ import argparse
 import datetime as dt
 import logging
 import os
-import platform
-import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlpipeline.config import Params, TrainParams, load_params
-from mlpipeline.features import transform_target
-from mlpipeline.model import CrossValidator, cores, feature_columns, model_params
-from mlpipeline.search import (
+from benchmarks.harness import command_line, load_1min, machine, positive, timed, versions
+from mlpipeline.core.config import Params, TrainParams, load_params
+from mlpipeline.features.transform import transform_target
+from mlpipeline.model.boosting import CrossValidator, cores, feature_columns, model_params
+from mlpipeline.model.search import (
     Trial,
     kept_trial,
     run_search,
@@ -121,13 +119,6 @@ def point_of(dims: Sequence[Any], x: Sequence[Any]) -> dict[str, Any]:
     return {d.name: to_native(v) for d, v in zip(dims, x, strict=True)}
 
 
-def timed(function: Callable[[], Any]) -> tuple[float, Any]:
-    """Wall time of one call, and its result."""
-    start = time.perf_counter()
-    result = function()
-    return time.perf_counter() - start, result
-
-
 # ---------------------------------------------------------------------------------------------
 # (a) Search efficiency
 
@@ -180,10 +171,10 @@ def run_efficiency(
     for seed in seeds:
         seconds, trials = timed(lambda s=seed: search(frame, y, train, s, EFFICIENCY_JOBS))
         runs.append(SearchRun("bayesian", seed, trials, seconds, initial))
-        loads.append(os.getloadavg()[0])
+        loads.append(load_1min())
         seconds, trials = timed(lambda s=seed: random_search(frame, y, train, s, THREADS))
         runs.append(SearchRun("random", seed, trials, seconds, initial))
-        loads.append(os.getloadavg()[0])
+        loads.append(load_1min())
         log.info(
             "seed %d: best after %d calls: bayesian %.5f (%.0f s), random %.5f (%.0f s)",
             seed,
@@ -379,11 +370,11 @@ def run_parallel(
         for label, jobs in searches.items():
             seconds, trials = timed(lambda j=jobs: search(frame, y, train, seed, j))
             result.add_search(label, seconds, trials)
-            loads.append(os.getloadavg()[0])
+            loads.append(load_1min())
             log.info("run %d/%d: %s %.1f s", run, repeat, label, seconds)
         seconds, scores = bare_loop(frame, y, train, seed, result.points, folds)
         result.add_bare_loop(seconds, scores)
-        loads.append(os.getloadavg()[0])
+        loads.append(load_1min())
         log.info("run %d/%d: bare loop %.1f s", run, repeat, seconds)
     return result
 
@@ -586,11 +577,8 @@ def run_context(
     load_after = os.getloadavg()
     return {
         "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "Platform": (
-            f"{platform.platform()}, {os.cpu_count()} CPUs ({cores()} usable), "
-            f"Python {platform.python_version()}"
-        ),
-        "Versions": ", ".join(f"{name} {version(name)}" for name in VERSIONS),
+        "Platform": (machine()),
+        "Versions": versions(VERSIONS),
         "Mode": "quick (smoke test)" if quick else "full",
         "Load average (1 min)": (
             f"{load_before[0]:.2f} at start, {load_after[0]:.2f} at the end, at most "
@@ -613,22 +601,8 @@ def render(sections: dict[str, str], context: dict[str, str], command: str) -> s
     return "\n\n".join(parts) + "\n"
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """The command as typed from the repository root."""
-    exe = Path(sys.executable)
-    shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
-    return shlex.join([shown, "-m", "benchmarks.search", *argv])
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -637,8 +611,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke test: 2 seeds, 6/12 calls, 1 repeat"
     )
     parser.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
-    parser.add_argument("--seeds", type=_positive, help="seeds of (a) (overrides the mode)")
-    parser.add_argument("--repeat", type=_positive, help="timed runs of (b) (overrides the mode)")
+    parser.add_argument("--seeds", type=positive, help="seeds of (a) (overrides the mode)")
+    parser.add_argument("--repeat", type=positive, help="timed runs of (b) (overrides the mode)")
     parser.add_argument(
         "--set",
         action="append",
@@ -694,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     timings = (started, efficiency.seconds, parallel.seconds)
     context = run_context(args.quick, load_before, loads, timings)
-    report = render(sections, context, command_line(argv))
+    report = render(sections, context, command_line("benchmarks.search", argv))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     log.info("wrote %s", args.out)

@@ -8,15 +8,16 @@ On the packaged model in ``models/pyfunc`` (run ``dvc repro`` first), in one run
 - **pyfunc**: ``mlflow.pyfunc.load_model(...).predict(rows)`` in this process (request checks,
   featurization, booster, output), on the same rows;
 - **booster**: ``lightgbm.Booster.predict`` on the model's feature matrix built before timing
-  (``mlpipeline.features.feature_matrix``, what the packaged model predicts on) — the floor.
+  (``mlpipeline.features.transform.feature_matrix``, what the packaged model predicts
+  on) — the floor.
 
 1-row requests: p50 and p99 latency over ``--requests`` calls (rows drawn from the test split).
 1,000-row requests: rows per second from the median of ``--batches`` calls. Every figure is
 from the same process tree and the same rows; ratios are against the in-process pyfunc and the
 bare booster.
 
-The rollout router (``mlpipeline/router.py``) is built from the same packaged model as champion
-(and as challenger) in four settings: mode ``off`` without its prediction log (today's
+The rollout router (``mlpipeline/serve/router.py``) is built from the same packaged model as
+champion (and as challenger) in four settings: mode ``off`` without its prediction log (today's
 behaviour), ``off`` with the log, ``shadow`` and ``canary`` (50%, keyed by each row's values:
 the requests carry no key column) with the log. The packaged model and the four routers are
 served side by side and take turns, 25 requests (5 of 1,000 rows) at a time, so a busy
@@ -28,12 +29,9 @@ machine slows them alike; the log's cost is the difference of ``off`` with and w
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
 import json
 import logging
-import os
-import platform
 import shlex
 import socket
 import statistics
@@ -42,11 +40,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from benchmarks.harness import load_1min, machine, percentile, utc_now, versions
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +118,6 @@ def request_rows(model: Path, held_out: Path, requests: int, batches: int) -> pd
     frame = frame.astype({c: object for c in frame.select_dtypes("category")})
     rows = frame.sample(needed, replace=needed > len(frame), random_state=0)
     return rows.reset_index(drop=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q))
 
 
 def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) -> dict:
@@ -206,8 +200,8 @@ def router_dirs(model: Path, scratch: Path) -> dict[str, Path]:
     (and challenger), logging under ``scratch``."""
     import mlflow
 
-    from mlpipeline.config import RolloutParams
-    from mlpipeline.rollout import router_kwargs, router_settings
+    from mlpipeline.core.config import RolloutParams
+    from mlpipeline.serve.rollout import router_kwargs, router_settings
 
     dirs = {}
     for i, (label, mode, logged) in enumerate(ROUTER_MODES):
@@ -334,15 +328,14 @@ def table(results: dict) -> str:
 
 
 def context(requests: int, batches: int, seconds: float, load: tuple) -> dict[str, str]:
-    packages = ", ".join(f"{p} {version(p)}" for p in ("mlflow", "lightgbm", "pandas", "numpy"))
+    packages = versions(("mlflow", "lightgbm", "pandas", "numpy"))
     return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
+        "date": utc_now(),
+        "machine": machine(),
         "packages": packages,
         "calls": f"{requests} 1-row and {batches} {BATCH_ROWS:,}-row calls per path, "
         "after 5 warm-up calls",
-        "load average before (1 min)": f"{load[0]:.2f}",
+        "load average before (1 min)": f"{load:.2f}",
         "benchmark wall time": f"{seconds:.0f} s",
     }
 
@@ -362,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     if not (args.model / "MLmodel").exists():
         raise SystemExit(f"no packaged model in {args.model}: run `dvc repro` first")
-    started, load = time.perf_counter(), os.getloadavg()
+    started, load = time.perf_counter(), load_1min()
     rows = request_rows(args.model, ROWS, args.requests, args.batches)
     results = measure(args.model, rows, args.requests, args.batches)
     routers = measure_routers(args.model, rows, args.requests, args.batches)

@@ -35,7 +35,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -52,6 +51,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+
+from benchmarks.harness import load_1min, machine, revision
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results_tables.md"
@@ -384,7 +385,7 @@ def test_metrics(repo: Path, task: str) -> dict[str, float]:
 def baseline(repo: Path, target: str, task: str) -> dict[str, float]:
     """A model that ignores the inputs, on the pipeline's own test part (``data/features``,
     as featurize split it): the training mean, or the training class prior."""
-    from mlpipeline.metrics import regression_metrics
+    from mlpipeline.model.metrics import regression_metrics
 
     train = pd.read_parquet(repo / "data/features/train.parquet", columns=[target])[target]
     test = pd.read_parquet(repo / "data/features/test.parquet", columns=[target])[target]
@@ -595,11 +596,10 @@ def facts_of(
     argv: Sequence[str] | None, started: datetime, seconds: float, jobs: int, load: str
 ) -> dict[str, str]:
     command = " ".join(["python -m benchmarks.tables", *(argv or sys.argv[1:])])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "command": f"`{command}`",
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.platform()}, nproc {cores}, Python {platform.python_version()}",
+        "machine": machine(),
         "repository": revision(),
         "load average (1 min) at start": load,
         "wall time": f"{seconds / 60:.1f} min ({jobs} table(s) at once)",
@@ -610,22 +610,12 @@ def facts_of(
     }
 
 
-def revision() -> str:
-    """The commit the copies start from, and how many files differ from it (copied as they
-    are in the working tree)."""
-    git = ["git", "-C", str(REPO)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
-    changed = len(status.stdout.splitlines())
-    return f"HEAD {head.stdout.strip()}, {changed} file(s) changed or new in the working tree"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     tables = chosen(args)
     out = args.out or (None if args.smoke else OUT)
     started, start = datetime.now(UTC), time.perf_counter()
-    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
+    load = f"{load_1min():.2f}"
     with contextlib.ExitStack() as stack:
         root = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         root.mkdir(parents=True, exist_ok=True)

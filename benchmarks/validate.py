@@ -1,7 +1,7 @@
 """Benchmark the ``validate`` stage: Great Expectations versus the same checks in bare pandas.
 
 Runs the suite (``expectations/raw.json``) through
-``mlpipeline.expectations.validation.run_suite`` and through ``bare_checks``, a direct
+``mlpipeline.quality.validation.run_suite`` and through ``bare_checks``, a direct
 pandas/numpy implementation of the same expectations, on the reference table and on a table of
 ``--rows`` rows resampled from it with replacement. Both are timed in the same process,
 ``--repeat`` times each (interleaved), and the medians compared. Every expectation's outcome
@@ -24,22 +24,20 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlpipeline.expectations.validation import build_report, load_suite, run_suite
+from benchmarks.harness import machine, peak_rss_mib, positive, timed, versions
+from mlpipeline.quality.validation import build_report, load_suite, run_suite
 
 log = logging.getLogger(__name__)
 
@@ -361,23 +359,6 @@ class Measurement:
         return self.gx_median / self.bare_median
 
 
-def peak_rss_mib() -> float:
-    """The process's peak resident set size so far, in MiB (0 where ``resource`` is missing)."""
-    try:
-        import resource
-    except ImportError:
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
-
-
-def timed(function: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds taken by ``function()``, and its value."""
-    start = time.perf_counter()
-    value = function()
-    return time.perf_counter() - start, value
-
-
 def fresh_interpreter_seconds(code: str, repeat: int) -> float:
     """Median wall time of ``python -c code`` in a new interpreter."""
     times = []
@@ -491,17 +472,10 @@ def render(
 # Command line
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rows", type=_positive, default=5_000_000, help="resampled table size")
-    parser.add_argument("--repeat", type=_positive, default=3, help="timed runs per table")
+    parser.add_argument("--rows", type=positive, default=5_000_000, help="resampled table size")
+    parser.add_argument("--repeat", type=positive, default=3, help="timed runs per table")
     parser.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the resampling")
     parser.add_argument("--data", type=Path, help="reference table (default: the raw data)")
@@ -576,12 +550,8 @@ def run_context(
     (data_path, rows), (startup, gx_import) = data, imports
     return {
         "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "Platform": (
-            f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-        ),
-        "Versions": ", ".join(
-            f"{name} {version(name)}" for name in ("great_expectations", "pandas", "numpy")
-        ),
+        "Platform": (machine()),
+        "Versions": versions(("great_expectations", "pandas", "numpy")),
         "Suite": (
             f"`{SUITE}`, {len(spec['expectations'])} expectations, sha256 "
             f"{hashlib.sha256(SUITE.read_bytes()).hexdigest()[:12]}"

@@ -22,7 +22,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from mlpipeline import cli
+from mlpipeline.core import cli
 
 COMMANDS = {
     "init": "mlpipeline.commands.init",

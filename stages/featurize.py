@@ -17,19 +17,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline import cli
-from mlpipeline.config import Params, load_params
-from mlpipeline.engine.featurize import Featurize, open_engine
-from mlpipeline.expectations.suite import never_missing
-from mlpipeline.expectations.validation import (
-    ReportPaths,
-    build_report,
-    check_suite_fits,
-    raise_on_failures,
-    write_report,
-)
-from mlpipeline.io import atomic_dir, read_json, write_json
-from mlpipeline.names import (
+from mlpipeline.core import cli
+from mlpipeline.core.config import Params, load_params
+from mlpipeline.data.io import atomic_dir, read_json, write_json
+from mlpipeline.data.names import (
     RAW_DATASET,
     SPEC_FILE,
     TEST_DATASET,
@@ -37,7 +28,16 @@ from mlpipeline.names import (
     TRAIN_DATASET,
     TRAIN_FILE,
 )
-from mlpipeline.tracking import StageRun, stage_run
+from mlpipeline.engine.featurize import Featurize, open_engine
+from mlpipeline.quality.suite import never_missing
+from mlpipeline.quality.validation import (
+    ReportPaths,
+    build_report,
+    check_suite_fits,
+    raise_on_failures,
+    write_report,
+)
+from mlpipeline.track.runs import StageRun, stage_run
 
 log = logging.getLogger(__name__)
 SPLIT_LABEL = "split"  # the column naming each row's part in the features suite

@@ -12,13 +12,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline import cli
-from mlpipeline.config import load_params
+from mlpipeline.core import cli
+from mlpipeline.core.config import load_params
+from mlpipeline.data.io import write_json
+from mlpipeline.data.names import RAW_DATASET
+from mlpipeline.data.sources import source_tags
 from mlpipeline.engine.ingest import open_engine
-from mlpipeline.io import write_json
-from mlpipeline.names import RAW_DATASET
-from mlpipeline.sources import source_tags
-from mlpipeline.tracking import stage_run
+from mlpipeline.track.runs import stage_run
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlpipeline import cli
-from mlpipeline.analysis import card_section
-from mlpipeline.card import model_card
-from mlpipeline.config import load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import path_md5, read_json, write_json, write_text
-from mlpipeline.names import (
+from mlpipeline.core import cli
+from mlpipeline.core.config import load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import path_md5, read_json, write_json, write_text
+from mlpipeline.data.names import (
     BOOSTER_FILE,
     RAW_DATASET,
     SUMMARY_FILE,
@@ -37,7 +35,9 @@ from mlpipeline.names import (
     TRAIN_DATASET,
     TRAIN_FILE,
 )
-from mlpipeline.packaging import (
+from mlpipeline.model.analysis import card_section
+from mlpipeline.serve.card import model_card
+from mlpipeline.serve.packaging import (
     card_images,
     evaluate,
     held_out_rows,
@@ -48,9 +48,9 @@ from mlpipeline.packaging import (
     register,
     save_model,
 )
-from mlpipeline.plots import plot_definitions, present
-from mlpipeline.registry import decision_record, split_definition
-from mlpipeline.tracking import (
+from mlpipeline.track.plots import plot_definitions, present
+from mlpipeline.track.registry import decision_record, split_definition
+from mlpipeline.track.runs import (
     TRACKING_SWITCH,
     DatasetRef,
     StageRun,

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlpipeline import cli
-from mlpipeline.config import load_params
-from mlpipeline.engine.train import open_engine
-from mlpipeline.errors import PipelineError
-from mlpipeline.features import FeatureSpec
-from mlpipeline.io import file_md5, write_csv, write_json, write_text
-from mlpipeline.model import portable_model_text
-from mlpipeline.names import (
+from mlpipeline.core import cli
+from mlpipeline.core.config import load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import file_md5, write_csv, write_json, write_text
+from mlpipeline.data.names import (
     BOOSTER_FILE,
     SPEC_FILE,
     SUMMARY_FILE,
@@ -33,9 +30,19 @@ from mlpipeline.names import (
     TRAIN_DATASET,
     TRAIN_FILE,
 )
-from mlpipeline.search import Checkpoint
-from mlpipeline.tracking import BOOSTER_TAG, StageRun, stage_run
-from mlpipeline.training import Fitted, Results, Target, open_checkpoint, results, trial_record
+from mlpipeline.engine.train import open_engine
+from mlpipeline.features.transform import FeatureSpec
+from mlpipeline.model.boosting import portable_model_text
+from mlpipeline.model.search import Checkpoint
+from mlpipeline.model.training import (
+    Fitted,
+    Results,
+    Target,
+    open_checkpoint,
+    results,
+    trial_record,
+)
+from mlpipeline.track.runs import BOOSTER_TAG, StageRun, stage_run
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,18 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline import cli
-from mlpipeline.config import load_params
+from mlpipeline.core import cli
+from mlpipeline.core.config import load_params
+from mlpipeline.data.names import RAW_DATASET
 from mlpipeline.engine.validate import open_engine
-from mlpipeline.expectations.validation import (
+from mlpipeline.quality.validation import (
     ReportPaths,
     build_report,
     check_suite_fits,
     raise_on_failures,
     write_report,
 )
-from mlpipeline.names import RAW_DATASET
-from mlpipeline.tracking import stage_run
+from mlpipeline.track.runs import stage_run
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpipeline.codedeps import listed_code, stage_code
+from mlpipeline.core.codedeps import listed_code, stage_code
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -72,3 +72,21 @@ def _long_functions(folder: Path) -> list[str]:
 @pytest.mark.parametrize("folder", ["stages", "mlpipeline", "benchmarks"])
 def test_no_function_is_longer_than_forty_lines(folder):
     assert _long_functions(REPO / folder) == []
+
+
+def test_benchmarks_share_one_harness_instead_of_copies():
+    """What every benchmark needs (timing, machine, versions, load, commit, argparse types) is
+    defined once, in benchmarks/harness.py; a benchmark that defines its own copy fails."""
+    shared = {
+        node.name
+        for node in ast.parse((REPO / "benchmarks/harness.py").read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    copies = [
+        f"{path.name}: {node.name}"
+        for path in sorted((REPO / "benchmarks").glob("*.py"))
+        if path.name != "harness.py"
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in shared
+    ]
+    assert copies == []

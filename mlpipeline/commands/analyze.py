@@ -31,13 +31,13 @@ from typing import Any
 
 import pandas as pd
 
-from mlpipeline import analysis
-from mlpipeline.analysis import Entry, Sensitivity
-from mlpipeline.config import Params, flatten, load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import atomic_dir, dvc_md5, path_md5, read_json
-from mlpipeline.names import SEARCH_HISTORY, TRAIN_FILE
-from mlpipeline.tracking import ROLE_TAG, connect, repo_root, stage_run, tracking_enabled
+from mlpipeline.core.config import Params, flatten, load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import atomic_dir, dvc_md5, path_md5, read_json
+from mlpipeline.data.names import SEARCH_HISTORY, TRAIN_FILE
+from mlpipeline.model import analysis
+from mlpipeline.model.analysis import Entry, Sensitivity
+from mlpipeline.track.runs import ROLE_TAG, connect, repo_root, stage_run, tracking_enabled
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +249,9 @@ def robustness_seeds(params: Params) -> list[int]:
 def robustness_table(found: Found, features: Path, seeds: list[int]) -> pd.DataFrame | None:
     """The winner and the runners-up cross-validated on this data under each seed, in
     ``runtime.search_jobs`` processes as the search's trials are."""
-    from mlpipeline.model import thread_count
-    from mlpipeline.search import seeded_runner, worker_plan
-    from mlpipeline.training import Target, read_split
+    from mlpipeline.model.boosting import thread_count
+    from mlpipeline.model.search import seeded_runner, worker_plan
+    from mlpipeline.model.training import Target, read_split
 
     params = found.params
     dims = list(params.train.search.space)

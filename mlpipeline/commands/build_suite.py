@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlpipeline.config import Params, load_params
-from mlpipeline.expectations.suite import build_suite, never_missing, to_json
-from mlpipeline.expectations.validation import parse_suite
-from mlpipeline.io import read_json, read_named, write_text
-from mlpipeline.prepare import featurize_table
+from mlpipeline.core.config import Params, load_params
+from mlpipeline.data.io import read_json, read_named, write_text
+from mlpipeline.features.prepare import featurize_table
+from mlpipeline.quality.suite import build_suite, never_missing, to_json
+from mlpipeline.quality.validation import parse_suite
 
 log = logging.getLogger(__name__)
 

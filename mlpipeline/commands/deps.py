@@ -3,7 +3,7 @@ written.
 
 python -m mlpipeline deps [--write] [--dvc-yaml dvc.yaml]
 
-A stage depends on exactly the repository files it imports (``mlpipeline.codedeps``), so that
+A stage depends on exactly the repository files it imports (``mlpipeline.core.codedeps``), so that
 editing a module reruns only the stages that run it. Without ``--write``: the stages whose
 lists are out of date, with the files missing or extra; exit code 1 if any. ``--write``:
 ``dvc.yaml`` rewritten with the lists (its other lines as they are); then ``dvc status``
@@ -17,10 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline.codedeps import STAGE_FILE, listed_code, stage_code, with_code
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import write_text
-from mlpipeline.sources import read_yaml
+from mlpipeline.core.codedeps import STAGE_FILE, listed_code, stage_code, with_code
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import write_text
+from mlpipeline.data.sources import read_yaml
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

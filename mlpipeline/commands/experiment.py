@@ -5,7 +5,7 @@ overrides (the MLproject entry point).
 
 runs ``dvc exp run -S key=value ...`` (an empty value keeps ``params.yaml``'s). Under
 ``mlflow run`` the project run (``MLFLOW_RUN_ID``) becomes the parent of every stage run; see
-``mlpipeline.tracking.stage_run``.
+``mlpipeline.track.runs.stage_run``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 
-from mlpipeline.errors import PipelineError
+from mlpipeline.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 

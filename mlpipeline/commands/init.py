@@ -27,12 +27,16 @@ from typing import Any
 import pandas as pd
 
 from mlpipeline.commands.build_suite import featurized_parts
-from mlpipeline.config import load_params
-from mlpipeline.expectations.suite import build_suite, never_missing, to_json
-from mlpipeline.expectations.validation import parse_suite
-from mlpipeline.io import PACKAGE_SCHEME, partition_keys, read_source, resolve_source, write_text
-from mlpipeline.profile import Profile, profile
-from mlpipeline.sources import (
+from mlpipeline.core.config import load_params
+from mlpipeline.data.io import (
+    PACKAGE_SCHEME,
+    partition_keys,
+    read_source,
+    resolve_source,
+    write_text,
+)
+from mlpipeline.data.profile import Profile, profile
+from mlpipeline.data.sources import (
     Tracking,
     is_dvc_repository,
     is_url,
@@ -40,6 +44,8 @@ from mlpipeline.sources import (
     tracking,
     with_source_dependency,
 )
+from mlpipeline.quality.suite import build_suite, never_missing, to_json
+from mlpipeline.quality.validation import parse_suite
 
 THRESHOLDS = {"regression": {"r2": 0.0}, "binary": {"roc_auc": 0.6}, "multiclass": {"roc_auc": 0.6}}
 

@@ -3,8 +3,8 @@
 Runs the raw suite (without its row-count and distribution checks; the target and the dropped
 columns may be there or not), then compares every model feature with the raw rows of the
 training part, each input's share of missing values, and the packaged model's predictions
-with its test-set predictions, by the drift rule of ``mlpipeline.drift`` (sized to the batch),
-and counts the category values the model was not trained on; writes
+with its test-set predictions, by the drift rule of ``mlpipeline.quality.drift`` (sized to
+the batch), and counts the category values the model was not trained on; writes
 ``<monitor.out_dir>/<batch>.json`` and ``.html`` and logs them to MLflow. Exit code: 0 no
 drift, 1 drift (the message names the columns), 2 invalid batch (unreadable, missing columns,
 wrong types, forbidden values).
@@ -17,12 +17,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline.config import load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.expectations.validation import findings, format_table
-from mlpipeline.io import write_json, write_text
-from mlpipeline.monitoring import INVALID, drift_report, read_batch, render_html
-from mlpipeline.tracking import stage_run
+from mlpipeline.core.config import load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import write_json, write_text
+from mlpipeline.quality.monitoring import INVALID, drift_report, read_batch, render_html
+from mlpipeline.quality.validation import findings, format_table
+from mlpipeline.track.runs import stage_run
 
 
 def drift_metrics(report: dict) -> dict[str, float]:

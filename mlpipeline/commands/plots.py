@@ -21,10 +21,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline.card import card_html
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import write_text
-from mlpipeline.plots import offline_template, png
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import write_text
+from mlpipeline.serve.card import card_html
+from mlpipeline.track.plots import offline_template, png
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

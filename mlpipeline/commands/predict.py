@@ -23,13 +23,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlpipeline.config import load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.expectations.validation import findings, format_table
-from mlpipeline.io import write_parquet
-from mlpipeline.monitoring import INVALID, check_batch, optional_columns, read_batch, verdict
-from mlpipeline.names import CHAMPION
-from mlpipeline.tracking import connect, repo_root
+from mlpipeline.core.config import load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import write_parquet
+from mlpipeline.data.names import CHAMPION
+from mlpipeline.quality.monitoring import (
+    INVALID,
+    check_batch,
+    optional_columns,
+    read_batch,
+    verdict,
+)
+from mlpipeline.quality.validation import findings, format_table
+from mlpipeline.track.runs import connect, repo_root
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlpipeline.config import load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import read_json
-from mlpipeline.names import CHAMPION
-from mlpipeline.registry import (
+from mlpipeline.core.config import load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import read_json
+from mlpipeline.data.names import CHAMPION
+from mlpipeline.track.registry import (
     lineage,
     promote_from_report,
     rollback,
@@ -30,7 +30,7 @@ from mlpipeline.registry import (
     set_champion,
     version_by_alias,
 )
-from mlpipeline.tracking import connect, repo_root
+from mlpipeline.track.runs import connect, repo_root
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -22,10 +22,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlpipeline.config import RolloutParams, describe_errors, load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.rollout import build_router
-from mlpipeline.tracking import TRACKING_SWITCH, connect, repo_root, stage_run, tracking_enabled
+from mlpipeline.core.config import RolloutParams, describe_errors, load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.serve.rollout import build_router
+from mlpipeline.track.runs import TRACKING_SWITCH, connect, repo_root, stage_run, tracking_enabled
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

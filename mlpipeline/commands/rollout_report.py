@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlpipeline.config import Params, load_params
-from mlpipeline.features import FeatureSpec
-from mlpipeline.io import read_source
-from mlpipeline.monitoring import training_rows
-from mlpipeline.names import SPEC_FILE
-from mlpipeline.rollout_report import (
+from mlpipeline.core.config import Params, load_params
+from mlpipeline.data.io import read_source
+from mlpipeline.data.names import SPEC_FILE
+from mlpipeline.features.transform import FeatureSpec
+from mlpipeline.quality.monitoring import training_rows
+from mlpipeline.serve.rollout_report import (
     next_steps,
     outcome_frame,
     read_rollout_log,
@@ -37,7 +37,7 @@ from mlpipeline.rollout_report import (
     summarize,
     write_report,
 )
-from mlpipeline.tracking import ROLE_TAG, stage_run
+from mlpipeline.track.runs import ROLE_TAG, stage_run
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlpipeline.config import DaskParams
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import atomic_dir
-from mlpipeline.model import cores
+from mlpipeline.core.config import DaskParams
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import atomic_dir
+from mlpipeline.model.boosting import cores
 
 log = logging.getLogger(__name__)
 

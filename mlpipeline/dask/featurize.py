@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-from mlpipeline.config import FeaturizeParams
+from mlpipeline.core.config import FeaturizeParams
+from mlpipeline.core.errors import PipelineError
 from mlpipeline.dask import cluster, repeats
 from mlpipeline.dask.validation import DaskValidate
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import write_with
-from mlpipeline.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
-from mlpipeline.prepare import check_columns, clean, featurize, in_test_part, spec_from
+from mlpipeline.data.io import write_with
+from mlpipeline.data.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
+from mlpipeline.features.prepare import check_columns, clean, featurize, in_test_part, spec_from
 
 TEST_COLUMN = "__test__"
 

@@ -1,5 +1,5 @@
 """Ingest with Dask: the source read in blocks and written as partitioned Parquet, with the
-same metadata and the same content hash as the pandas path (``mlpipeline.io.describe``)."""
+same metadata and the same content hash as the pandas path (``mlpipeline.data.io.describe``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlpipeline.config import DaskParams, IngestParams
+from mlpipeline.core.config import DaskParams, IngestParams
+from mlpipeline.core.errors import PipelineError
 from mlpipeline.dask import cluster
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import resolve_source, source_format, with_booleans
+from mlpipeline.data.io import resolve_source, source_format, with_booleans
 
 
 def describe_partitioned(frame: Any, source: str) -> dict:

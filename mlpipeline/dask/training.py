@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipeline.config import Params, TrainParams
+from mlpipeline.core.config import Params, TrainParams
 from mlpipeline.dask import cluster
-from mlpipeline.features import model_frame, model_names
-from mlpipeline.io import path_md5
-from mlpipeline.model import CrossValidator, feature_columns, model_params
-from mlpipeline.search import Checkpoint, Trial, best_trial, kept_trial, run_search
-from mlpipeline.training import Fitted, Target, read_split
+from mlpipeline.data.io import path_md5
+from mlpipeline.features.transform import model_frame, model_names
+from mlpipeline.model.boosting import CrossValidator, feature_columns, model_params
+from mlpipeline.model.search import Checkpoint, Trial, best_trial, kept_trial, run_search
+from mlpipeline.model.training import Fitted, Target, read_split
 
 LEARNED = "__learned_target__"
 
@@ -133,7 +133,7 @@ def fit_on_cluster(
     checkpoint: Checkpoint,
     on_trial: Callable[[Trial], None],
 ) -> Fitted:
-    """``mlpipeline.training.fit`` on a Dask cluster: trials and out-of-fold scores as tasks,
+    """``mlpipeline.model.training.fit`` on a Dask cluster: trials and out-of-fold scores as tasks,
     the refit with ``lightgbm.dask``, test scores per partition."""
     import pyarrow.parquet as pq
 

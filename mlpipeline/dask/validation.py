@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlpipeline.core.errors import PipelineError
 from mlpipeline.dask import cluster, repeats
-from mlpipeline.errors import PipelineError
-from mlpipeline.expectations.suite import CRITICAL
-from mlpipeline.expectations.validation import parse_suite, run_suite
-from mlpipeline.io import read_json
+from mlpipeline.data.io import read_json
+from mlpipeline.quality.suite import CRITICAL
+from mlpipeline.quality.validation import parse_suite, run_suite
 
 KL = "expect_column_kl_divergence_to_be_less_than"
 ROW_COUNT = "expect_table_row_count_to_be_between"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from mlpipeline.config import DaskParams, Params
+from mlpipeline.core.config import DaskParams, Params
 
 T = TypeVar("T")
 

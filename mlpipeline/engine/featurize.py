@@ -9,12 +9,12 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from mlpipeline.config import DaskParams, FeaturizeParams, Params
+from mlpipeline.core.config import DaskParams, FeaturizeParams, Params
+from mlpipeline.data.io import write_parquet, write_with
+from mlpipeline.data.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
 from mlpipeline.engine import opened
 from mlpipeline.engine.validate import PandasValidate, Validate
-from mlpipeline.io import write_parquet, write_with
-from mlpipeline.names import SPEC_FILE, TEST_FILE, TEST_ROWS_FILE, TRAIN_FILE
-from mlpipeline.prepare import featurize_table
+from mlpipeline.features.prepare import featurize_table
 
 
 class Featurize(Validate, Protocol):

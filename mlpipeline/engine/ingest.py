@@ -6,9 +6,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlpipeline.config import DaskParams, IngestParams, Params
+from mlpipeline.core.config import DaskParams, IngestParams, Params
+from mlpipeline.data.io import describe, read_source, write_parquet
 from mlpipeline.engine import opened
-from mlpipeline.io import describe, read_source, write_parquet
 
 
 class Ingest(Protocol):

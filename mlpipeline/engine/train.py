@@ -7,10 +7,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlpipeline.config import DaskParams, Params
+from mlpipeline.core.config import DaskParams, Params
 from mlpipeline.engine import opened
-from mlpipeline.search import Checkpoint, Trial
-from mlpipeline.training import Fitted, Target, fit, read_split
+from mlpipeline.model.search import Checkpoint, Trial
+from mlpipeline.model.training import Fitted, Target, fit, read_split
 
 
 class Train(Protocol):

@@ -6,10 +6,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlpipeline.config import DaskParams, Params
+from mlpipeline.core.config import DaskParams, Params
+from mlpipeline.data.io import read_named
 from mlpipeline.engine import opened
-from mlpipeline.expectations.validation import load_suite, run_suite
-from mlpipeline.io import read_named
+from mlpipeline.quality.validation import load_suite, run_suite
 
 
 class Validate(Protocol):

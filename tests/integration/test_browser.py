@@ -69,7 +69,7 @@ def test_a_critical_failure_is_shown_first_and_in_words(browser, pipeline, shots
     """A report with a critical failure (values outside the suite's set) and warnings."""
     import pandas as pd
 
-    from mlpipeline.expectations.validation import render_html, validate
+    from mlpipeline.quality.validation import render_html, validate
 
     frame = pd.read_parquet(pipeline / "data" / "raw" / "data.parquet").head(3000)
     frame.loc[[7, 11], "cut"] = "<Martian>"

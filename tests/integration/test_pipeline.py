@@ -51,10 +51,10 @@ def test_second_repro_changes_nothing(pipeline):
     ("module", "stale"),
     [
         ("mlpipeline/commands/analyze.py", []),
-        ("mlpipeline/rollout_report.py", []),
-        ("mlpipeline/monitoring.py", []),
-        ("mlpipeline/search.py", ["package", "train"]),
-        ("mlpipeline/io.py", sorted(STAGES)),
+        ("mlpipeline/serve/rollout_report.py", []),
+        ("mlpipeline/quality/monitoring.py", []),
+        ("mlpipeline/model/search.py", ["package", "train"]),
+        ("mlpipeline/data/io.py", sorted(STAGES)),
     ],
 )
 def test_a_code_edit_makes_only_the_stages_that_import_it_stale(pipeline, module, stale):

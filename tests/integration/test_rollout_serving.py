@@ -19,7 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from mlpipeline.live import LOG_ENV, log_files, read_log
+from mlpipeline.serve.live import LOG_ENV, log_files, read_log
 from tests.integration.conftest import BIN, env, free_port, run, set_params, wait_for
 
 pytestmark = pytest.mark.integration

@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import Params
-from mlpipeline.io import write_json, write_parquet, write_text
-from mlpipeline.metrics import quality, regression_metrics
-from mlpipeline.model import portable_model_text
-from mlpipeline.names import BOOSTER_FILE
-from mlpipeline.packaging import model_kwargs, save_model
-from mlpipeline.prepare import featurize_table
-from mlpipeline.search import Checkpoint
-from mlpipeline.training import Target, fit, results
+from mlpipeline.core.config import Params
+from mlpipeline.data.io import write_json, write_parquet, write_text
+from mlpipeline.data.names import BOOSTER_FILE
+from mlpipeline.features.prepare import featurize_table
+from mlpipeline.model.boosting import portable_model_text
+from mlpipeline.model.metrics import quality, regression_metrics
+from mlpipeline.model.search import Checkpoint
+from mlpipeline.model.training import Target, fit, results
+from mlpipeline.serve.packaging import model_kwargs, save_model
 from tests.helpers import make_params
 
 LEVELS = {"low": 0.0, "mid": 4.0, "high": 8.0}

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from mlpipeline.config import RolloutParams
-from mlpipeline.live import read_log, to_challenger
-from mlpipeline.rollout import member_files, router_kwargs, router_settings
+from mlpipeline.core.config import RolloutParams
+from mlpipeline.serve.live import read_log, to_challenger
+from mlpipeline.serve.rollout import member_files, router_kwargs, router_settings
 from tests.model.test_behaviour import trained
 
 INPUTS = ["size", "grade", "noise"]

@@ -10,11 +10,11 @@ import statistics
 import pandas as pd
 import pytest
 
-from mlpipeline.config import Params
-from mlpipeline.model import portable_model_text
-from mlpipeline.prepare import featurize_table
-from mlpipeline.search import Checkpoint, WarmStart
-from mlpipeline.training import Target, fit
+from mlpipeline.core.config import Params
+from mlpipeline.features.prepare import featurize_table
+from mlpipeline.model.boosting import portable_model_text
+from mlpipeline.model.search import Checkpoint, WarmStart
+from mlpipeline.model.training import Target, fit
 from tests.helpers import make_params
 from tests.model.test_behaviour import table
 

@@ -14,9 +14,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from mlpipeline.config import TrainParams
-from mlpipeline.model import model_params
-from mlpipeline.search import best_trial, run_search, trial_runner
+from mlpipeline.core.config import TrainParams
+from mlpipeline.model.boosting import model_params
+from mlpipeline.model.search import best_trial, run_search, trial_runner
 
 SEED = 11
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline import analysis
-from mlpipeline.analysis import Entry
-from mlpipeline.config import Params, SearchParams
-from mlpipeline.search import skopt_space
+from mlpipeline.core.config import Params, SearchParams
+from mlpipeline.model import analysis
+from mlpipeline.model.analysis import Entry
+from mlpipeline.model.search import skopt_space
 from tests.helpers import make_params
 
 SPACE = {
@@ -110,7 +110,7 @@ def _log_train_run(client, experiment, name, n_calls, rmse, data="abc", commit="
     """A finished train run with two trial children, as the train stage logs them."""
     from mlflow.entities import Metric, Param
 
-    from mlpipeline.config import flatten
+    from mlpipeline.core.config import flatten
 
     tags = {"pipeline.stage": "train", "dvc.exp_name": name, "git.commit": commit}
     run = client.create_run(experiment, tags={**tags, "data.train.md5": data})

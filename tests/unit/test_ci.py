@@ -19,7 +19,7 @@ from ci.check_lock import (
     text_differences,
 )
 from mlpipeline.commands.experiment import command, overrides
-from mlpipeline.errors import PipelineError
+from mlpipeline.core.errors import PipelineError
 from tests.conftest import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "pull-request.yml"

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from mlpipeline import cli
-from mlpipeline.errors import PipelineError
+from mlpipeline.core import cli
+from mlpipeline.core.errors import PipelineError
 
 
 def test_an_expected_error_is_one_line_and_its_exit_code(capsys):
@@ -68,7 +68,7 @@ def test_a_stage_turns_mlflow_telemetry_off_unless_the_environment_chose(monkeyp
 # MLflow turns telemetry off by itself under pytest and CI; the child must not look like either.
 CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL")
 NO_CLIENT = """
-from mlpipeline import cli
+from mlpipeline.core import cli
 
 def main(argv):
     from mlflow.telemetry.client import get_telemetry_client

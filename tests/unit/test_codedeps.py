@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpipeline.codedeps import closure, is_code_path, listed_code, stage_code, with_code
 from mlpipeline.commands import deps
-from mlpipeline.errors import PipelineError
+from mlpipeline.core.codedeps import closure, is_code_path, listed_code, stage_code, with_code
+from mlpipeline.core.errors import PipelineError
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpipeline.config import flatten, load_params
-from mlpipeline.errors import PipelineError
+from mlpipeline.core.config import flatten, load_params
+from mlpipeline.core.errors import PipelineError
 from tests.helpers import make_params
 
 
@@ -159,7 +159,7 @@ def test_the_dataset_keys_reach_the_sections_that_use_them(tmp_path):
 
 
 def test_a_partition_window_reaches_ingest_typed(tmp_path):
-    from mlpipeline.config import load_params
+    from mlpipeline.core.config import load_params
     from tests.helpers import make_params, write_params
 
     params = make_params("data/sales", "y", ["x"])

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import DaskParams, FeaturizeParams, load_params
+from mlpipeline.core.config import DaskParams, FeaturizeParams, load_params
+from mlpipeline.core.errors import PipelineError
 from mlpipeline.dask import cluster as engine
 from mlpipeline.dask.featurize import TEST_COLUMN, clean_tagged, removed_rows
 from mlpipeline.dask.ingest import describe_partitioned, with_boolean_columns
 from mlpipeline.dask.training import predict_partitions, refit_on_cluster
-from mlpipeline.errors import PipelineError
-from mlpipeline.features import model_names
-from mlpipeline.io import describe, read_table
-from mlpipeline.prepare import clean, split
-from mlpipeline.training import Target
+from mlpipeline.data.io import describe, read_table
+from mlpipeline.features.prepare import clean, split
+from mlpipeline.features.transform import model_names
+from mlpipeline.model.training import Target
 from tests.helpers import make_params, write_params
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import SuiteBuildParams
+from mlpipeline.core.config import SuiteBuildParams
 from mlpipeline.dask.validation import split_suite, validate_partitioned
-from mlpipeline.expectations.suite import build_suite
-from mlpipeline.expectations.validation import build_report, parse_suite, run_suite
+from mlpipeline.quality.suite import build_suite
+from mlpipeline.quality.validation import build_report, parse_suite, run_suite
 
 
 def _table(rows: int, seed: int) -> pd.DataFrame:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.drift import DriftRule, compare_missing, compare_numbers, compare_values
-from mlpipeline.features import FeatureSpec
-from mlpipeline.monitoring import feature_drift, missing_drift
+from mlpipeline.features.transform import FeatureSpec
+from mlpipeline.quality.drift import DriftRule, compare_missing, compare_numbers, compare_values
+from mlpipeline.quality.monitoring import feature_drift, missing_drift
 
 RULE = DriftRule()
 SHARES = [0.35, 0.25, 0.15, 0.1, 0.08, 0.04, 0.02, 0.01]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.features import (
+from mlpipeline.features.transform import (
     FeatureError,
     FeatureSpec,
     build_features,
@@ -211,8 +211,8 @@ def test_missing_values_follow_the_suite_not_the_training_sample():
     """The spec's nullable inputs come from the raw suite: a column the suite allows to be
     missing accepts it whether or not the training part held one; one it declares never
     missing refuses it, naming the column."""
-    from mlpipeline.config import FeaturizeParams
-    from mlpipeline.prepare import make_spec
+    from mlpipeline.core.config import FeaturizeParams
+    from mlpipeline.features.prepare import make_spec
 
     train = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]})
     spec = make_spec(train, FeaturizeParams(target="y"), never_missing=["b"])

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import describe, read_table, resolve_source, source_format
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import describe, read_table, resolve_source, source_format
 
 
 def test_package_source_resolves_to_the_shipped_file():

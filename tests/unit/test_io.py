@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlpipeline.io import atomic_dir, atomic_path, file_md5, write_json
+from mlpipeline.data.io import atomic_dir, atomic_path, file_md5, write_json
 
 
 def test_atomic_writes_leave_no_temporary_file_and_normal_permissions(tmp_path):
@@ -35,7 +35,7 @@ def test_file_md5_matches_known_digest(tmp_path):
 def test_a_hive_partitioned_parquet_folder_reads_as_one_table_with_typed_keys(tmp_path):
     import pandas as pd
 
-    from mlpipeline.io import partition_keys, read_table, source_format
+    from mlpipeline.data.io import partition_keys, read_table, source_format
 
     for day, shard in (("2026-12-01", 0), ("2026-12-01", 1), ("2026-12-02", 0)):
         part = tmp_path / f"date={day}" / f"shard={shard}"
@@ -52,8 +52,8 @@ def test_a_hive_partitioned_parquet_folder_reads_as_one_table_with_typed_keys(tm
 
 
 def test_a_folder_of_csv_parts_with_escaped_keys_and_an_empty_folder(tmp_path):
-    from mlpipeline.errors import PipelineError
-    from mlpipeline.io import read_table, source_format
+    from mlpipeline.core.errors import PipelineError
+    from mlpipeline.data.io import read_table, source_format
 
     (tmp_path / "city=New%20York").mkdir()
     (tmp_path / "city=New%20York" / "part-1.csv").write_text("a,b\n1,x\n2,y\n")
@@ -70,8 +70,8 @@ def test_a_folder_of_csv_parts_with_escaped_keys_and_an_empty_folder(tmp_path):
 
 
 def test_a_partition_with_other_columns_is_named(tmp_path):
-    from mlpipeline.errors import PipelineError
-    from mlpipeline.io import read_table
+    from mlpipeline.core.errors import PipelineError
+    from mlpipeline.data.io import read_table
 
     for day, header in (("1", "a,b"), ("2", "a,c")):
         (tmp_path / f"day={day}").mkdir()
@@ -87,8 +87,8 @@ def _months(folder, months=("2026-09", "2026-10", "2026-11")):
 
 
 def test_a_window_of_partitions_reads_only_those_and_names_a_wrong_key(tmp_path):
-    from mlpipeline.errors import PipelineError
-    from mlpipeline.io import read_table
+    from mlpipeline.core.errors import PipelineError
+    from mlpipeline.data.io import read_table
 
     _months(tmp_path)
     window = {"month": ("2026-10", None)}
@@ -108,7 +108,7 @@ def test_a_window_of_partitions_reads_only_those_and_names_a_wrong_key(tmp_path)
 
 
 def test_numeric_bounds_compare_partition_values_as_numbers(tmp_path):
-    from mlpipeline.io import read_table
+    from mlpipeline.data.io import read_table
 
     for shard in (2, 9, 10):
         (tmp_path / f"shard={shard}").mkdir()

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from mlpipeline.config import FeaturizeParams, SuiteBuildParams
-from mlpipeline.errors import PipelineError
-from mlpipeline.expectations.suite import build_suite
-from mlpipeline.expectations.validation import check_suite_fits
-from mlpipeline.prepare import check_columns
+from mlpipeline.core.config import FeaturizeParams, SuiteBuildParams
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.features.prepare import check_columns
+from mlpipeline.quality.suite import build_suite
+from mlpipeline.quality.validation import check_suite_fits
 
 TABLE = pd.DataFrame(
     {
@@ -73,7 +73,7 @@ def test_a_positive_column_that_is_not_there_names_validate_build_positive():
 
 
 def test_a_csv_read_as_one_column_names_the_separator_to_set(tmp_path):
-    from mlpipeline.io import read_table
+    from mlpipeline.data.io import read_table
 
     TABLE.to_csv(tmp_path / "t.csv", sep=";", index=False)
     with pytest.raises(PipelineError, match=r"set dataset.read_options: \{sep: ';'\}"):

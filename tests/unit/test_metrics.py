@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlpipeline.metrics import (
+from mlpipeline.model.metrics import (
     classification_metrics,
     precision_recall_frame,
     regression_metrics,

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.drift import Drift, DriftRule
-from mlpipeline.features import FeatureSpec
-from mlpipeline.monitoring import (
+from mlpipeline.features.transform import FeatureSpec
+from mlpipeline.quality.drift import Drift, DriftRule
+from mlpipeline.quality.monitoring import (
     DRIFT,
     INVALID,
     NO_DRIFT,

@@ -17,13 +17,19 @@ import yaml
 
 from mlpipeline.commands import init
 from mlpipeline.commands.build_suite import featurized_parts
-from mlpipeline.config import load_params
-from mlpipeline.expectations.suite import never_missing
-from mlpipeline.expectations.validation import build_report, load_suite, run_suite
-from mlpipeline.features import check_request
-from mlpipeline.io import read_json, read_source
-from mlpipeline.monitoring import INVALID, check_batch, optional_columns, read_batch, verdict
-from mlpipeline.prepare import featurize_table
+from mlpipeline.core.config import load_params
+from mlpipeline.data.io import read_json, read_source
+from mlpipeline.features.prepare import featurize_table
+from mlpipeline.features.transform import check_request
+from mlpipeline.quality.monitoring import (
+    INVALID,
+    check_batch,
+    optional_columns,
+    read_batch,
+    verdict,
+)
+from mlpipeline.quality.suite import never_missing
+from mlpipeline.quality.validation import build_report, load_suite, run_suite
 from tests.helpers import make_params, write_params
 
 NAMES = ["price total", "size.m2", "höhe", "état", "rooms", "flag", "maybe", "when", "stamp"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from mlpipeline.card import card_html, linked_to_run, plots_section
-from mlpipeline.plots import plot_definitions, present, vega_lite_spec, vega_lite_version
-from mlpipeline.registry import model_id_of, run_datasets
+from mlpipeline.serve.card import card_html, linked_to_run, plots_section
+from mlpipeline.track.plots import plot_definitions, present, vega_lite_spec, vega_lite_version
+from mlpipeline.track.registry import model_id_of, run_datasets
 
 DVC_YAML = """
 stages: {}
@@ -98,13 +98,13 @@ def test_dvc_s_own_plots_show_uses_the_committed_offline_template():
     ``offline_template`` makes from the pinned vl-convert: regenerate it when that changes."""
     import configparser
 
-    from mlpipeline.plots import offline_template
+    from mlpipeline.track.plots import offline_template
     from tests.helpers import REPO
 
     config = configparser.ConfigParser()
     config.read(REPO / ".dvc" / "config")
     template = REPO / ".dvc" / config["plots"]["html_template"]
     assert template.read_text(encoding="utf-8") == offline_template(), (
-        "regenerate: python -c 'from mlpipeline.plots import offline_template; "
+        "regenerate: python -c 'from mlpipeline.track.plots import offline_template; "
         'open(".dvc/plots/offline.html", "w").write(offline_template())\''
     )

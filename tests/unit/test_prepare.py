@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import FeaturizeParams
-from mlpipeline.errors import PipelineError
-from mlpipeline.prepare import clean, featurize, in_test_part, make_spec, split
+from mlpipeline.core.config import FeaturizeParams
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.features.prepare import clean, featurize, in_test_part, make_spec, split
 
 
 def _params(**overrides) -> FeaturizeParams:

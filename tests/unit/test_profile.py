@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from mlpipeline.commands import init
-from mlpipeline.config import load_params
-from mlpipeline.errors import PipelineError
-from mlpipeline.profile import infer_task, profile, role
+from mlpipeline.core.config import load_params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.profile import infer_task, profile, role
 from tests.helpers import REPO
 
 

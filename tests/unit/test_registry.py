@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from mlpipeline.config import GateParams
-from mlpipeline.registry import (
+from mlpipeline.core.config import GateParams
+from mlpipeline.track.registry import (
     SPLIT_DEFINITION_TAG,
     SPLIT_TAG,
     better,
@@ -83,8 +83,8 @@ def test_the_decision_names_its_metric(metric):
 def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_store, tmp_path):
     import mlflow
 
-    from mlpipeline.config import load_params
-    from mlpipeline.packaging import judge
+    from mlpipeline.core.config import load_params
+    from mlpipeline.serve.packaging import judge
     from tests.helpers import make_params, write_params
 
     split = {"seed": 42, "test_size": 0.2}
@@ -108,8 +108,8 @@ def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_so(mlflow_st
 def test_a_champion_that_is_the_same_packaged_model_is_not_loaded_again(mlflow_store, tmp_path):
     import mlflow
 
-    from mlpipeline.config import load_params
-    from mlpipeline.packaging import PACKAGE_TAG, judge
+    from mlpipeline.core.config import load_params
+    from mlpipeline.serve.packaging import PACKAGE_TAG, judge
     from tests.helpers import make_params, write_params
 
     split = {"seed": 42, "test_size": 0.2}
@@ -130,7 +130,7 @@ def test_a_champion_that_is_the_same_packaged_model_is_not_loaded_again(mlflow_s
 
 
 def _featurize(**changes):
-    from mlpipeline.config import FeaturizeParams
+    from mlpipeline.core.config import FeaturizeParams
 
     return FeaturizeParams(target="y", **changes)
 

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import Params
-from mlpipeline.errors import PipelineError
-from mlpipeline.features import FeatureSpec
-from mlpipeline.live import PredictionLog, bucket, log_files, read_log, to_challenger
-from mlpipeline.rollout_report import (
+from mlpipeline.core.config import Params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.features.transform import FeatureSpec
+from mlpipeline.serve.live import PredictionLog, bucket, log_files, read_log, to_challenger
+from mlpipeline.serve.rollout_report import (
     KEEP,
     PROMOTE,
     ROLL_BACK,
@@ -260,8 +260,8 @@ def test_the_router_and_its_log_run_without_this_repository():
     repository, and the router names the shipped log module as the builder ships it."""
     import ast
 
-    from mlpipeline import live, router
-    from mlpipeline.names import SHIPPED_LIVE
+    from mlpipeline.data.names import SHIPPED_LIVE
+    from mlpipeline.serve import live, router
 
     for module in (router, live):
         tree = ast.parse(open(module.__file__).read())  # noqa: SIM115 - the file itself
@@ -311,7 +311,7 @@ def _verdict(recommendation: str) -> dict:
 
 
 def test_promote_from_a_report_needs_its_recommendation_and_its_champion():
-    from mlpipeline.registry import promote_from_report
+    from mlpipeline.track.registry import promote_from_report
 
     registry = _Registry(champion="1", challenger="2")
     with pytest.raises(PipelineError, match="recommends 'keep watching', not 'promote'"):
@@ -324,7 +324,7 @@ def test_promote_from_a_report_needs_its_recommendation_and_its_champion():
 
 
 def test_rollback_from_a_report_takes_the_challenger_out_or_restores_the_champion():
-    from mlpipeline.registry import rollback_from_report
+    from mlpipeline.track.registry import rollback_from_report
 
     registry = _Registry(champion="1", challenger="2")
     done = rollback_from_report(registry, "m", _verdict(ROLL_BACK), "r.json")
@@ -339,7 +339,7 @@ def test_rollback_from_a_report_takes_the_challenger_out_or_restores_the_champio
 
 
 def test_a_rollout_needs_a_champion_and_a_challenger_other_than_it():
-    from mlpipeline.rollout import rollout_versions
+    from mlpipeline.serve.rollout import rollout_versions
 
     with pytest.raises(PipelineError, match="has no champion"):
         rollout_versions(_Registry(), "m", "off")
@@ -352,7 +352,7 @@ def test_a_rollout_needs_a_champion_and_a_challenger_other_than_it():
 
 
 def test_a_row_without_a_key_is_keyed_by_its_values_alone():
-    from mlpipeline.router import row_keys
+    from mlpipeline.serve.router import row_keys
 
     ints = pd.DataFrame({"a": [55, 3], "kind": ["low", "high"]})
     floats = pd.DataFrame({"a": [55.0, 3.0], "kind": ["low", "high"]}, index=[7, 9])

@@ -5,10 +5,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mlpipeline.config import TrainParams
-from mlpipeline.errors import PipelineError
-from mlpipeline.model import CrossValidator, cap_threads, feature_columns, loss, model_params
-from mlpipeline.search import (
+from mlpipeline.core.config import TrainParams
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.model.boosting import (
+    CrossValidator,
+    cap_threads,
+    feature_columns,
+    loss,
+    model_params,
+)
+from mlpipeline.model.search import (
     BestModels,
     Checkpoint,
     CoreShare,

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from mlpipeline.features import FeatureSpec
+from mlpipeline.features.transform import FeatureSpec
 from tests.unit.test_features import SPEC, _booster_on_frame
 
 
 def test_a_booster_that_does_not_match_the_feature_spec_is_refused_at_load():
-    from mlpipeline import features
-    from mlpipeline.serving import check_encoding
+    from mlpipeline.features import transform as features
+    from mlpipeline.serve.serving import check_encoding
 
     booster = _booster_on_frame(SPEC)
     check_encoding(booster, SPEC, features)  # the spec it was trained with
@@ -22,8 +22,8 @@ def test_a_booster_that_does_not_match_the_feature_spec_is_refused_at_load():
 def test_the_served_model_imports_the_featurization_under_its_shipped_name():
     import ast
 
-    from mlpipeline import serving
-    from mlpipeline.names import SHIPPED_FEATURES
+    from mlpipeline.data.names import SHIPPED_FEATURES
+    from mlpipeline.serve import serving
 
     tree = ast.parse(open(serving.__file__).read())  # noqa: SIM115 - the file, not the module
     names = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import dvc_md5
-from mlpipeline.sources import (
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import dvc_md5
+from mlpipeline.data.sources import (
     SOURCE_DEPENDENCY,
     is_url,
     origin_version,
@@ -25,14 +25,14 @@ DVC_YAML = """stages:
     cmd: python stages/ingest.py
     deps:
       - stages/ingest.py
-      - mlpipeline/io.py
+      - mlpipeline/data/io.py
       - stages/__init__.py
     params:
       - dataset.source
   validate:
     cmd: python stages/validate.py
     deps:
-      - mlpipeline/io.py
+      - mlpipeline/data/io.py
 """
 
 
@@ -42,11 +42,11 @@ def test_ingest_gets_the_source_dependency_once_and_loses_it_for_a_package_table
     deps = yaml.safe_load(tracked)["stages"]["ingest"]["deps"]
     assert deps == [
         "stages/ingest.py",
-        "mlpipeline/io.py",
+        "mlpipeline/data/io.py",
         "stages/__init__.py",
         "${dataset.source}",
     ]
-    assert yaml.safe_load(tracked)["stages"]["validate"]["deps"] == ["mlpipeline/io.py"]
+    assert yaml.safe_load(tracked)["stages"]["validate"]["deps"] == ["mlpipeline/data/io.py"]
     assert with_source_dependency(tracked, tracked=True) == tracked  # init twice: one line
     assert with_source_dependency(tracked, tracked=False) == DVC_YAML
 
@@ -103,7 +103,7 @@ def test_the_source_version_comes_from_the_lock_and_an_import_from_its_dvc_file(
             "ingest": {
                 "deps": [
                     {"path": "data/external/sales.csv", "md5": "f" * 32},
-                    {"path": "mlpipeline/io.py", "md5": "a" * 32},
+                    {"path": "mlpipeline/data/io.py", "md5": "a" * 32},
                     {"path": "stages/ingest.py", "md5": "b" * 32},
                 ]
             }

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import SuiteBuildParams
-from mlpipeline.expectations.suite import build_suite, to_json
-from mlpipeline.expectations.validation import build_report, parse_suite, run_suite
+from mlpipeline.core.config import SuiteBuildParams
+from mlpipeline.quality.suite import build_suite, to_json
+from mlpipeline.quality.validation import build_report, parse_suite, run_suite
 
 BUILD = SuiteBuildParams(positive=["x"], bins=5, kl_threshold=0.05)
 
@@ -113,7 +113,7 @@ def test_duplicates_warn_and_stop_only_past_a_tolerance_the_user_set(reference):
 
 
 def test_a_column_with_a_few_missing_values_may_have_some_more():
-    from mlpipeline.expectations.suite import never_missing
+    from mlpipeline.quality.suite import never_missing
 
     frame = pd.DataFrame({"a": [1.0] * 95 + [None] * 5, "b": range(100)})
     suite = build_suite(frame, "s", SuiteBuildParams(null_tolerance=0.05))

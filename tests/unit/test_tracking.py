@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from mlpipeline.io import file_md5
-from mlpipeline.tracking import (
+from mlpipeline.data.io import file_md5
+from mlpipeline.track.runs import (
     EXECUTION_TAG,
     STAGE_TAG,
     artifact_location,
@@ -156,7 +156,7 @@ def test_a_stage_whose_tracking_process_dies_fails_with_the_reason(mlflow_store)
 def test_the_tracking_helper_runs_at_a_lower_cpu_priority_than_the_stage(mlflow_store):
     import os
 
-    from mlpipeline.tracking import HELPER_NICENESS
+    from mlpipeline.track.runs import HELPER_NICENESS
 
     with stage_run("polite", {}, inputs={}) as run:
         helper = run._executor.submit(os.nice, 0).result()  # os.nice(0) reads the niceness

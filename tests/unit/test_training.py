@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.config import TrainParams
-from mlpipeline.errors import PipelineError
-from mlpipeline.metrics import plot_frames, regression_metrics
-from mlpipeline.model import importance_frame, model_params, refit
-from mlpipeline.training import Target, encode_labels, target_classes
+from mlpipeline.core.config import TrainParams
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.model.boosting import importance_frame, model_params, refit
+from mlpipeline.model.metrics import plot_frames, regression_metrics
+from mlpipeline.model.training import Target, encode_labels, target_classes
 from tests.unit.test_search import train_params
 
 

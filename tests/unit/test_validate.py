@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from mlpipeline import cli
-from mlpipeline.errors import PipelineError
-from mlpipeline.expectations.validation import (
+from mlpipeline.core import cli
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import read_named
+from mlpipeline.quality.validation import (
     build_report,
     findings,
     format_table,
@@ -14,7 +15,6 @@ from mlpipeline.expectations.validation import (
     render_html,
     run_suite,
 )
-from mlpipeline.io import read_named
 from stages import validate as validate_stage
 from tests.helpers import make_params, write_params
 

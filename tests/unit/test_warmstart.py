@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlpipeline.config import Params
-from mlpipeline.errors import PipelineError
-from mlpipeline.io import dvc_md5
-from mlpipeline.training import open_checkpoint
-from mlpipeline.warmstart import KEY, load_warm_start
+from mlpipeline.core.config import Params
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import dvc_md5
+from mlpipeline.model.training import open_checkpoint
+from mlpipeline.model.warmstart import KEY, load_warm_start
 from tests.helpers import make_params
 
 HISTORY = """trial,score,best_score,score_std,best_iteration,num_leaves

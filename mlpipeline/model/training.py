@@ -1,0 +1,251 @@
+"""Training: the target as LightGBM learns it, the search and refit on in-memory frames, and
+what the train stage writes (metrics, model summary, plot data).
+
+The test part is never seen before the final refit: the search scores each point by k-fold
+cross-validation on the training part, with early stopping on the held-out folds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.core.config import Params, TrainParams
+from mlpipeline.core.errors import PipelineError
+from mlpipeline.data.io import path_md5
+from mlpipeline.data.names import IMPORTANCE, SEARCH_HISTORY, TRAIN_FILE
+from mlpipeline.features.transform import FeatureSpec, model_frame, transform_target
+from mlpipeline.model.boosting import (
+    CrossValidator,
+    feature_columns,
+    feature_set_name,
+    importance_frame,
+    loss,
+    model_params,
+    refit,
+    thread_count,
+)
+from mlpipeline.model.metrics import plot_frames, quality, rounded
+from mlpipeline.model.search import (
+    BestModels,
+    Checkpoint,
+    Trial,
+    best_trial,
+    checkpoint_key,
+    history_frame,
+    run_search,
+    trial_runner,
+    worker_plan,
+)
+from mlpipeline.model.warmstart import load_warm_start
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The target column of a task: its classes (classification, learned from the training
+    part, sorted, the positive class of a binary task last; a class's index is its label)."""
+
+    name: str
+    train: TrainParams
+    classes: list | None = None
+
+    @classmethod
+    def learn(cls, values: pd.Series, train: TrainParams, name: str) -> Target:
+        classes = target_classes(values, train, name) if train.is_classification else None
+        return cls(name, train, classes)
+
+    def learned(self, values: pd.Series, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """(actual, y): the target to score against, and the target LightGBM fits."""
+        if self.classes is not None:
+            labels = encode_labels(values, self.classes, part)
+            return labels, labels
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise PipelineError(
+                f"train: target '{values.name}' is not numeric ({values.dtype}); for class "
+                "labels set train.task to binary or multiclass"
+            )
+        actual = values.to_numpy(dtype=float)
+        return actual, transform_target(actual, self.train.target_transform)
+
+    @property
+    def num_class(self) -> int:
+        return len(self.classes) if self.train.task == "multiclass" and self.classes else 1
+
+
+def target_classes(values: pd.Series, train: TrainParams, target: str) -> list:
+    """The classes of the training part, sorted, the positive class of a binary task last."""
+    task = train.task
+    distinct = pd.unique(values.dropna()).tolist()
+    try:
+        classes = sorted(distinct)
+    except TypeError:  # mixed types: order by text
+        classes = sorted(distinct, key=str)
+    if len(classes) < 2 or (task == "binary" and len(classes) != 2):
+        shown = classes[:10] + (["..."] if len(classes) > 10 else [])
+        raise PipelineError(
+            f"train: task '{task}' needs {'two' if task == 'binary' else 'two or more'} "
+            f"classes, target '{target}' has {len(classes)}: {shown}"
+        )
+    if train.positive_class is None:
+        return classes
+    positive = [c for c in classes if str(c) == str(train.positive_class)]
+    if not positive:
+        raise PipelineError(
+            f"train.positive_class '{train.positive_class}' is not a class of target "
+            f"'{target}': {classes}"
+        )
+    return [c for c in classes if c != positive[0]] + positive
+
+
+def encode_labels(values: pd.Series, classes: list, part: str) -> np.ndarray:
+    """Class indexes; a value the training part does not have stops the stage."""
+    codes = pd.Categorical(values, categories=classes).codes
+    unseen = pd.unique(values[codes < 0]).tolist()
+    if unseen:
+        raise PipelineError(
+            f"train: the {part} part has target value(s) the training part has not: "
+            f"{unseen[:10]} (set featurize.stratify: true to keep every class in both parts)"
+        )
+    return codes.astype(int)
+
+
+def read_split(path: Path, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A featurized part: the features and the target column."""
+    frame = pd.read_parquet(path)
+    if target not in frame:
+        raise PipelineError(f"train: target column '{target}' is not in {path}")
+    return frame, frame.pop(target)
+
+
+def open_checkpoint(folder: Path, params: Params, features: Path) -> Checkpoint:
+    """The search's checkpoint for these train params, seed, training data and warm start
+    (``train.search.warm_start``, read and checked here: ``features`` is the features folder)."""
+    warm = load_warm_start(params, features)
+    data = path_md5(features / TRAIN_FILE) + (f"+{warm.digest}" if warm else "")
+    key = checkpoint_key(params.train, params.seed, data)
+    checkpoint = Checkpoint(folder / f"{key}.jsonl", warm)
+    if checkpoint.trials:
+        log.info("resuming: %d finished trial(s) in %s", len(checkpoint.trials), checkpoint.path)
+    return checkpoint
+
+
+@dataclass
+class Fitted:
+    """What the search and the refit produce, whichever engine ran them."""
+
+    trials: list[Trial]
+    best: Trial
+    oof: np.ndarray  # out-of-fold scores of the best point, one per training row
+    booster: Any
+    columns: list[str]
+    lightgbm_params: dict
+    test_scores: np.ndarray
+
+
+def fit(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    x_test: pd.DataFrame,
+    params: Params,
+    checkpoint: Checkpoint,
+    on_trial: Callable[[Trial], None],
+) -> Fitted:
+    """Search, out-of-fold scores, refit and test scores on in-memory frames."""
+    train, seed, runtime = params.train, params.seed, params.runtime
+    threads = thread_count(runtime.num_threads)
+    jobs, per_job = worker_plan(train.search.batch_size, runtime.search_jobs, threads)
+    runner = trial_runner(x_train, y_train, train, seed, jobs, per_job)
+    kept = BestModels()
+    trials = run_search(runner, train.search, seed, checkpoint, on_trial, kept)
+    best = best_trial(trials)
+    cv = CrossValidator(x_train, y_train, train, seed, threads)
+    boosters = kept.boosters(best)
+    if boosters is None:  # replayed from a checkpoint: the best trial again (deterministic)
+        boosters = cv.evaluate(best.point)[3].boosters
+    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
+    columns = feature_columns(train, best.point, x_train.columns)
+    final = model_params(best.point, train, seed, threads, cv.num_class)
+    booster = refit(x_train, y_train, columns, final, best.best_iteration)
+    test_scores = booster.predict(model_frame(x_test, columns), num_threads=threads)
+    return Fitted(trials, best, oof, booster, columns, final, test_scores)
+
+
+@dataclass(frozen=True)
+class Results:
+    """What the train stage writes besides the booster."""
+
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+    plots: dict[str, pd.DataFrame]  # file name -> plot data
+
+
+def results(
+    fitted: Fitted,
+    target: Target,
+    actual: tuple[np.ndarray, np.ndarray],
+    test_values: pd.Series,
+    spec: FeatureSpec,
+) -> Results:
+    """Metrics (CV out of fold and test), the model summary package reads, and plot data;
+    ``actual``: the training and test targets to score against."""
+    train, best = target.train, fitted.best
+    metric = train.search.metric
+    metrics = {
+        "cv": {
+            **quality(train, actual[0], fitted.oof),
+            f"search_{metric}": loss(metric, best.score),
+        },
+        "test": quality(train, actual[1], fitted.test_scores),
+        "best_iteration": best.best_iteration,
+        "trials": len(fitted.trials),
+    }
+    plots = {
+        SEARCH_HISTORY: history_frame(fitted.trials),
+        IMPORTANCE: importance_frame(fitted.booster, fitted.columns),
+        **plot_frames(train, test_values, actual[1], fitted.test_scores, target.classes),
+    }
+    return Results(rounded(metrics), model_summary(fitted, target, spec), plots)
+
+
+RUNTIME_KEYS = ("num_threads",)  # how the model was trained, not what: left out of summaries
+
+
+def model_summary(fitted: Fitted, target: Target, spec: FeatureSpec) -> dict[str, Any]:
+    """What the package stage and the served model need to know about the trained model."""
+    train, best = target.train, fitted.best
+    return {
+        "task": train.task,
+        "target": target.name,
+        "target_transform": train.target_transform,
+        "classes": target.classes,
+        "feature_set": feature_set_name(train, best.point),
+        "features": fitted.columns,
+        "spec": asdict(spec.select(fitted.columns)),
+        "lightgbm_params": {
+            k: v for k, v in fitted.lightgbm_params.items() if k not in RUNTIME_KEYS
+        },
+        "best_trial": {k: v for k, v in asdict(best).items() if k not in ("seconds", "reused")},
+    }
+
+
+def trial_record(trial: Trial) -> dict[str, Any]:
+    """One trial as an MLflow child run: its point, CV score, best iteration and duration."""
+    return {
+        "name": f"trial {trial.number}",
+        "params": trial.point,
+        "metrics": {
+            "cv_score": trial.score,
+            "cv_score_std": trial.score_std,
+            "best_iteration": trial.best_iteration,
+            "seconds": trial.seconds,
+        },
+        "tags": {"trial.number": trial.number, "trial.reused": str(trial.reused).lower()},
+    }

@@ -1,0 +1,162 @@
+"""The model card: what the model is (kept in git, the same bytes wherever the same data,
+params and code produce it), and the registry's part (version, gate decision, lineage) that
+goes into the registered version's description."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlpipeline.core.config import Params
+from mlpipeline.track.registry import SPLIT_TAG, Decision
+
+
+def model_card(
+    name: str,
+    summary: dict,
+    metrics: dict,
+    params: Params,
+    tags: dict,
+    sensitivity: str = "",
+    plots: Sequence[str] = (),
+) -> str:
+    """A short Markdown model card of what the model is: the same bytes wherever the same
+    data, params and code produce it (no registry version, run id or commit: those are
+    machine-local and go to the registry, see ``registry_section``). ``sensitivity``: the
+    "Sensitivity and robustness" section, from the search's trials
+    (``mlpipeline.model.analysis.card_section``). ``plots``: the names of the DVC plots it links, as
+    ``plots/<name>.png`` beside the card (in the package run's artifacts, and in ``python -m
+    mlpipeline plots``'s folder)."""
+    pkg = params.package
+    limits = "\n".join(f"- {item}" for item in pkg.limitations) or "- (none stated)"
+    return f"""# Model card: {name}
+
+**Task:** {summary.get("task", "regression")} on `{summary["target"]}`
+({params.train.objective} objective). **Gate:** {gate_rule(params)}
+
+## Intended use
+{pkg.intended_use or "(not stated: set package.intended_use)"}
+
+{data_and_model(summary, params, tags)}
+## Metrics
+| metric | CV (out of fold) | test |
+|---|---|---|
+{metrics_table(metrics)}
+
+{sensitivity}
+## Known limits
+{limits}
+{plots_section(plots)}"""
+
+
+def data_and_model(summary: dict, params: Params, tags: dict) -> str:
+    """The card's Data (digests from dvc.lock and the params) and Model sections."""
+    pkg = params.package
+    unseen = unseen_words(pkg.unseen_categories)
+    raw, features = tags.get("data.raw.md5", "?"), tags.get("data.features.md5", "?")
+    model, digest = tags.get("model.lgbm.md5", "?"), tags["params.sha256"][:16]
+    return f"""## Data
+{source_line(tags)}- Raw data MD5 `{raw}`, features `{features}`, model `{model}` (dvc.lock);
+  params SHA-256 `{digest}`; train/test split SHA-256 `{tags[SPLIT_TAG][:16]}`
+
+## Model
+- Feature set `{summary["feature_set"]}`: {", ".join(summary["features"])}
+- Best parameters: {best_point(summary)}; {summary["best_trial"]["best_iteration"]} trees
+- Requests: unseen category values are {unseen}; at most {pkg.max_batch_rows:,} rows each
+"""
+
+
+def source_line(tags: dict) -> str:
+    """The source table's version (a DVC-tracked source; none for a package table)."""
+    origin = tags.get("data.source.origin", "")
+    version = tags.get("data.source.origin_version", "")
+    if not tags.get("data.source.md5"):
+        return f"- Source `{origin}` ({version}), read in place\n" if origin else ""
+    imported = f", imported from `{origin}` ({version})" if origin else ""
+    return f"- Source `{tags['data.source']}`, MD5 `{tags['data.source.md5']}`{imported}\n"
+
+
+def unseen_words(unseen: str | dict[str, str]) -> str:
+    """How the card says what happens to a category value the model was not trained on."""
+    if isinstance(unseen, str):
+        return "refused" if unseen == "reject" else "scored as missing"
+    scored = sorted(c for c, how in unseen.items() if how == "missing")
+    return f"scored as missing in {', '.join(scored)}; refused elsewhere" if scored else "refused"
+
+
+def plots_section(plots: Sequence[str]) -> str:
+    """The card's plots, linked as images beside it (nothing when there are none)."""
+    if not plots:
+        return ""
+    images = "\n".join(f"![{name}](plots/{name}.png)" for name in plots)
+    return f"""
+## Plots
+The DVC plots of this model's test set and search (`dvc plots show`), as PNG beside this card:
+
+{images}
+"""
+
+
+def metrics_table(metrics: dict) -> str:
+    """The test metrics beside the CV (out-of-fold) ones, as Markdown table rows."""
+    return "\n".join(
+        f"| {metric} | {metrics['cv'].get(metric, float('nan')):.6g} | {value:.6g} |"
+        for metric, value in metrics["test"].items()
+    )
+
+
+def best_point(summary: dict) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in summary["best_trial"]["point"].items()
+    )
+
+
+def gate_rule(params: Params) -> str:
+    gate = params.package.gate
+    bounds = ", ".join(f"{m} {v:g}" for m, v in gate.thresholds.items()) or "none"
+    return (
+        f"champion if it meets the thresholds ({bounds}) and beats the champion's "
+        f"{params.gate_metric} on the same held-out rows by {gate.margin:.2%}; a champion "
+        f"from another split is not compared ({gate.on_lineage_change})."
+    )
+
+
+def linked_to_run(card: str, run_id: str) -> str:
+    """The card with its plots served from run ``run_id``'s artifacts by the MLflow UI (the
+    registered version's description: the card's relative image paths would not resolve)."""
+    return card.replace("](plots/", f"](get-artifact?run_uuid={run_id}&path=plots/")
+
+
+def registry_section(version: str, decision: Decision, tags: dict[str, str]) -> str:
+    """The registry's part of the card (the model version's description in MLflow): the
+    version, the gate's decision and where the model came from on this machine."""
+    verdict = "promoted to champion" if decision.promote else "champion kept"
+    return f"""
+## Registry: version {version}
+- Gate: {verdict} — {decision.reason}
+- Git commit `{tags.get("git.commit", "?")}`, DVC experiment `{tags.get("dvc.exp_name") or "-"}`,
+  train run `{tags.get("train.run_id") or "?"}`
+- Validation report: `{tags.get("validation.report", "?")}`
+"""
+
+
+CARD_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222;line-height:1.45}
+table{border-collapse:collapse} th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}
+th{background:#f4f4f4} code{font-size:.9em} img{max-width:100%;margin:.5rem 1rem .5rem 0}
+"""
+
+
+def card_html(markdown: str) -> str:
+    """The card (Markdown) as a self-contained HTML page: no scripts, no external assets
+    (its images are the relative paths it links); titled by its first heading."""
+    from html import escape
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    title = next((line.lstrip("# ") for line in markdown.splitlines() if line.strip()), "")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{CARD_STYLE}</style></head><body>\n{body}</body></html>\n"
+    )
