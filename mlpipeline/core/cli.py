@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -37,8 +38,11 @@ def run(
     )
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    started = time.perf_counter()
     try:
-        return main(argv) or 0
+        code = main(argv) or 0
+        logging.getLogger(main.__module__).info("done in %.1f s", time.perf_counter() - started)
+        return code
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's final word
         return exc.exit_code

@@ -224,6 +224,9 @@ class SearchParams(_Section):
     # learned (gaussian) or a fixed variance (of the normalised scores)
     warm_start: str | None = None  # a git revision or DVC experiment whose trials seed the search
     cv_folds: Annotated[int, Field(ge=2)] = 3
+    max_trial_rows: Annotated[int, Field(ge=100)] | None = 50_000  # the trials cross-validate
+    # on a seeded sample of at most this many training rows (null: all); the winner is refit
+    # on all of them, its rounds found by early stopping on a seeded tenth
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
     max_rounds: Annotated[int, Field(ge=1)] = 1000
     metric: str = AUTO  # resolved per task by TrainParams; see SEARCH_METRICS

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlpipeline.core.config import HIGHER_IS_BETTER, TrainParams
+from mlpipeline.core.config import HIGHER_IS_BETTER, SearchParams, TrainParams
 from mlpipeline.core.errors import PipelineError
 from mlpipeline.features.transform import model_frame
 
@@ -174,6 +174,33 @@ def refit(frame: pd.DataFrame, y: np.ndarray, columns: list[str], params: dict, 
 
     dataset = lgb.Dataset(model_frame(frame, columns), label=y, params={"verbosity": -1})
     return lgb.train(params, dataset, num_boost_round=rounds)
+
+
+def refit_rounds(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    columns: list[str],
+    params: dict,
+    search: SearchParams,
+    seed: int,
+) -> int:
+    """Boosting rounds for a refit on all of ``frame``: early stopping on a seeded tenth of
+    its rows, trained on the rest (the search's best round is of a smaller sample)."""
+    import lightgbm as lgb
+
+    held_out = np.random.default_rng(seed).random(len(frame)) < 0.1
+    fitting = lgb.Dataset(
+        model_frame(frame[~held_out], columns), label=y[~held_out], params={"verbosity": -1}
+    )
+    valid = fitting.create_valid(model_frame(frame[held_out], columns), label=y[held_out])
+    booster = lgb.train(
+        params,
+        fitting,
+        num_boost_round=search.max_rounds,
+        valid_sets=[valid],
+        callbacks=[lgb.early_stopping(search.early_stopping_rounds, verbose=False)],
+    )
+    return max(booster.best_iteration, 1)
 
 
 _THREADS_LINE = re.compile(r"^\[num_threads: \d+\]$", re.MULTILINE)

@@ -29,6 +29,7 @@ from mlpipeline.model.boosting import (
     loss,
     model_params,
     refit,
+    refit_rounds,
     thread_count,
 )
 from mlpipeline.model.metrics import plot_frames, quality, rounded
@@ -148,6 +149,7 @@ class Fitted:
     columns: list[str]
     lightgbm_params: dict
     test_scores: np.ndarray
+    oof_rows: np.ndarray | None = None  # the training rows ``oof`` scores (None: all of them)
 
 
 def fit(
@@ -162,20 +164,51 @@ def fit(
     train, seed, runtime = params.train, params.seed, params.runtime
     threads = thread_count(runtime.num_threads)
     jobs, per_job = worker_plan(train.search.batch_size, runtime.search_jobs, threads)
-    runner = trial_runner(x_train, y_train, train, seed, jobs, per_job)
+    rows = trial_rows(y_train, train, seed)
+    log.info(
+        "search on %s of %d training rows",
+        "all" if rows is None else len(rows),
+        len(y_train),
+    )
+    x_trials, y_trials = (x_train, y_train) if rows is None else (x_train.iloc[rows], y_train[rows])
+    runner = trial_runner(x_trials, y_trials, train, seed, jobs, per_job)
     kept = BestModels()
     trials = run_search(runner, train.search, seed, checkpoint, on_trial, kept)
     best = best_trial(trials)
-    cv = CrossValidator(x_train, y_train, train, seed, threads)
+    cv = CrossValidator(x_trials, y_trials, train, seed, threads)
     boosters = kept.boosters(best)
     if boosters is None:  # replayed from a checkpoint: the best trial again (deterministic)
         boosters = cv.evaluate(best.point)[3].boosters
     oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
     columns = feature_columns(train, best.point, x_train.columns)
     final = model_params(best.point, train, seed, threads, cv.num_class)
-    booster = refit(x_train, y_train, columns, final, best.best_iteration)
+    rounds = best.best_iteration
+    if rows is not None:  # the trials saw a sample: all rows want their own round count
+        rounds = refit_rounds(x_train, y_train, columns, final, train.search, seed)
+        log.info("refit on all %d training rows: %d rounds", len(x_train), rounds)
+    booster = refit(x_train, y_train, columns, final, rounds)
     test_scores = booster.predict(model_frame(x_test, columns), num_threads=threads)
-    return Fitted(trials, best, oof, booster, columns, final, test_scores)
+    return Fitted(trials, best, oof, booster, columns, final, test_scores, rows)
+
+
+def trial_rows(y: np.ndarray, train: TrainParams, seed: int) -> np.ndarray | None:
+    """The training rows the search's trials cross-validate on, in order: ``None`` (all) up
+    to ``train.search.max_trial_rows``, else a seeded sample of that many. Classification
+    draws each class's share, and keeps at least ``cv_folds`` rows of every class (all of a
+    smaller one), so every fold knows every class."""
+    limit = train.search.max_trial_rows
+    if limit is None or len(y) <= limit:
+        return None
+    rng = np.random.default_rng(seed)
+    if not train.is_classification:
+        return np.sort(rng.choice(len(y), limit, replace=False))
+    chosen = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        share = round(len(members) * limit / len(y))
+        wanted = min(len(members), max(share, train.search.cv_folds))
+        chosen.append(rng.choice(members, wanted, replace=False))
+    return np.sort(np.concatenate(chosen))
 
 
 @dataclass(frozen=True)
@@ -200,7 +233,7 @@ def results(
     metric = train.search.metric
     metrics = {
         "cv": {
-            **quality(train, actual[0], fitted.oof),
+            **quality(train, oof_actual(actual[0], fitted.oof_rows), fitted.oof),
             f"search_{metric}": loss(metric, best.score),
         },
         "test": quality(train, actual[1], fitted.test_scores),
@@ -213,6 +246,11 @@ def results(
         **plot_frames(train, test_values, actual[1], fitted.test_scores, target.classes),
     }
     return Results(rounded(metrics), model_summary(fitted, target, spec), plots)
+
+
+def oof_actual(actual: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """The training targets the out-of-fold scores are of."""
+    return actual if rows is None else actual[rows]
 
 
 RUNTIME_KEYS = ("num_threads",)  # how the model was trained, not what: left out of summaries

@@ -6,9 +6,9 @@ import pytest
 
 from mlpipeline.core.config import TrainParams
 from mlpipeline.core.errors import PipelineError
-from mlpipeline.model.boosting import importance_frame, model_params, refit
+from mlpipeline.model.boosting import importance_frame, model_params, refit, refit_rounds
 from mlpipeline.model.metrics import plot_frames, regression_metrics
-from mlpipeline.model.training import Target, encode_labels, target_classes
+from mlpipeline.model.training import Target, encode_labels, target_classes, trial_rows
 from tests.unit.test_search import train_params
 
 
@@ -71,3 +71,38 @@ def test_classification_plots_hold_labels_probabilities_and_curves():
     assert list(predictions.columns) == ["actual", "predicted", "probability_no", "probability_yes"]
     assert predictions["predicted"].tolist() == ["no", "yes", "no", "no"]
     assert predictions["probability_yes"].tolist() == [0.2, 0.7, 0.4, 0.1]
+
+
+def _sampled(task: str, limit: int | None) -> TrainParams:
+    return train_params(task, max_trial_rows=limit)
+
+
+def test_trials_use_every_row_up_to_the_limit():
+    y = np.arange(500.0)
+    assert trial_rows(y, _sampled("regression", 500), seed=1) is None
+    assert trial_rows(y, _sampled("regression", None), seed=1) is None
+
+
+def test_trials_above_the_limit_use_a_seeded_sample_of_exactly_that_many_rows():
+    y = np.arange(5000.0)
+    rows = trial_rows(y, _sampled("regression", 1000), seed=1)
+    assert len(rows) == len(np.unique(rows)) == 1000 and (np.diff(rows) > 0).all()
+    assert (rows == trial_rows(y, _sampled("regression", 1000), seed=1)).all()
+    assert not (rows == trial_rows(y, _sampled("regression", 1000), seed=2)).all()
+
+
+def test_a_sample_keeps_each_class_share_and_every_rare_class():
+    y = np.array([0] * 3000 + [1] * 1998 + [2] * 2)
+    rows = trial_rows(y, _sampled("multiclass", 500), seed=3)
+    counts = np.bincount(y[rows])
+    assert counts.tolist() == [300, 200, 2]  # a class of 2 rows keeps both (fewer than 3 folds)
+
+
+def test_refit_rounds_stop_early_on_a_held_out_tenth(synthetic_regression):
+    frame, price = synthetic_regression
+    train = train_params()
+    point = {"learning_rate": 0.3, "num_leaves": 8, "min_child_samples": 10}
+    params = model_params(point, train, 1, 1)
+    rounds = refit_rounds(frame, np.log1p(price), ["carat", "cut"], params, train.search, seed=1)
+    again = refit_rounds(frame, np.log1p(price), ["carat", "cut"], params, train.search, seed=1)
+    assert 1 <= rounds < train.search.max_rounds and rounds == again
