@@ -176,31 +176,31 @@ def refit(frame: pd.DataFrame, y: np.ndarray, columns: list[str], params: dict, 
     return lgb.train(params, dataset, num_boost_round=rounds)
 
 
-def refit_rounds(
+def refit_all_rows(
     frame: pd.DataFrame,
     y: np.ndarray,
     columns: list[str],
     params: dict,
     search: SearchParams,
     seed: int,
-) -> int:
-    """Boosting rounds for a refit on all of ``frame``: early stopping on a seeded tenth of
-    its rows, trained on the rest (the search's best round is of a smaller sample)."""
+) -> tuple[Any, int]:
+    """The chosen configuration trained on all of ``frame`` (the search's trials saw a sample)
+    and its rounds: early stopping on a seeded tenth of the rows, trained on the rest. One
+    Dataset of all rows is built once; both parts are subsets of it (no copies of the table)."""
     import lightgbm as lgb
 
+    whole = lgb.Dataset(model_frame(frame, columns), label=y, params={**params, "verbosity": -1})
     held_out = np.random.default_rng(seed).random(len(frame)) < 0.1
-    fitting = lgb.Dataset(
-        model_frame(frame[~held_out], columns), label=y[~held_out], params={"verbosity": -1}
-    )
-    valid = fitting.create_valid(model_frame(frame[held_out], columns), label=y[held_out])
-    booster = lgb.train(
+    stopped = lgb.train(
         params,
-        fitting,
+        whole.construct().subset(np.flatnonzero(~held_out)),
         num_boost_round=search.max_rounds,
-        valid_sets=[valid],
+        valid_sets=[whole.subset(np.flatnonzero(held_out))],
         callbacks=[lgb.early_stopping(search.early_stopping_rounds, verbose=False)],
     )
-    return max(booster.best_iteration, 1)
+    rounds = max(stopped.best_iteration, 1)
+    del stopped
+    return lgb.train(params, whole, num_boost_round=rounds), rounds
 
 
 _THREADS_LINE = re.compile(r"^\[num_threads: \d+\]$", re.MULTILINE)

@@ -29,7 +29,7 @@ from mlpipeline.model.boosting import (
     loss,
     model_params,
     refit,
-    refit_rounds,
+    refit_all_rows,
     thread_count,
 )
 from mlpipeline.model.metrics import plot_frames, quality, rounded
@@ -182,11 +182,11 @@ def fit(
     oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
     columns = feature_columns(train, best.point, x_train.columns)
     final = model_params(best.point, train, seed, threads, cv.num_class)
-    rounds = best.best_iteration
-    if rows is not None:  # the trials saw a sample: all rows want their own round count
-        rounds = refit_rounds(x_train, y_train, columns, final, train.search, seed)
+    if rows is None:
+        booster = refit(x_train, y_train, columns, final, best.best_iteration)
+    else:  # the trials saw a sample: all rows want their own round count
+        booster, rounds = refit_all_rows(x_train, y_train, columns, final, train.search, seed)
         log.info("refit on all %d training rows: %d rounds", len(x_train), rounds)
-    booster = refit(x_train, y_train, columns, final, rounds)
     test_scores = booster.predict(model_frame(x_test, columns), num_threads=threads)
     return Fitted(trials, best, oof, booster, columns, final, test_scores, rows)
 

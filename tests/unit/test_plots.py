@@ -108,3 +108,15 @@ def test_dvc_s_own_plots_show_uses_the_committed_offline_template():
         "regenerate: python -c 'from mlpipeline.track.plots import offline_template; "
         'open(".dvc/plots/offline.html", "w").write(offline_template())\''
     )
+
+
+def test_a_big_table_s_picture_draws_every_k_th_row_and_says_so(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    rows = "".join(f"f{i},{i}\n" for i in range(45))
+    (tmp_path / "importance.csv").write_text("feature,gain\n" + rows)
+    definition = plot_definitions(tmp_path / "dvc.yaml")[0]
+    spec = vega_lite_spec(definition, tmp_path / "importance.csv", max_points=10)
+    assert [v["feature"] for v in spec["data"]["values"]] == [f"f{i}" for i in range(0, 45, 5)]
+    assert spec["title"]["text"] == "Feature importance (gain) (every 5 of 45 rows)"
+    whole = vega_lite_spec(definition, tmp_path / "importance.csv", max_points=45)
+    assert len(whole["data"]["values"]) == 45

@@ -6,7 +6,7 @@ import pytest
 
 from mlpipeline.core.config import TrainParams
 from mlpipeline.core.errors import PipelineError
-from mlpipeline.model.boosting import importance_frame, model_params, refit, refit_rounds
+from mlpipeline.model.boosting import importance_frame, model_params, refit, refit_all_rows
 from mlpipeline.model.metrics import plot_frames, regression_metrics
 from mlpipeline.model.training import Target, encode_labels, target_classes, trial_rows
 from tests.unit.test_search import train_params
@@ -98,11 +98,18 @@ def test_a_sample_keeps_each_class_share_and_every_rare_class():
     assert counts.tolist() == [300, 200, 2]  # a class of 2 rows keeps both (fewer than 3 folds)
 
 
-def test_refit_rounds_stop_early_on_a_held_out_tenth(synthetic_regression):
+def test_the_refit_of_all_rows_stops_early_on_a_held_out_tenth_of_one_dataset(
+    synthetic_regression,
+):
     frame, price = synthetic_regression
     train = train_params()
     point = {"learning_rate": 0.3, "num_leaves": 8, "min_child_samples": 10}
     params = model_params(point, train, 1, 1)
-    rounds = refit_rounds(frame, np.log1p(price), ["carat", "cut"], params, train.search, seed=1)
-    again = refit_rounds(frame, np.log1p(price), ["carat", "cut"], params, train.search, seed=1)
-    assert 1 <= rounds < train.search.max_rounds and rounds == again
+    y, columns = np.log1p(price), ["carat", "cut"]
+    booster, rounds = refit_all_rows(frame, y, columns, params, train.search, seed=1)
+    again, rounds_again = refit_all_rows(frame, y, columns, params, train.search, seed=1)
+    assert 1 <= rounds < train.search.max_rounds and rounds == rounds_again
+    assert booster.num_trees() == rounds
+    # the Dataset built once gives the model a fresh one gives
+    fresh = refit(frame, y, columns, params, rounds)
+    assert booster.model_to_string() == again.model_to_string() == fresh.model_to_string()
