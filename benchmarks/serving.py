@@ -93,9 +93,10 @@ def start_server(model: Path, port: int) -> subprocess.Popen:
     raise SystemExit("the model server did not answer /ping within 120 s")
 
 
-def body(rows: pd.DataFrame) -> bytes:
+def body(rows: pd.DataFrame, explain: bool = False) -> bytes:
     split = json.loads(rows.to_json(orient="split", index=False))
-    return json.dumps({"dataframe_split": split}).encode()
+    params = {"params": {"explain": True}} if explain else {}
+    return json.dumps({"dataframe_split": split, **params}).encode()
 
 
 def timings(call: Callable[[int], object], count: int, warmup: int = 5) -> list[float]:
@@ -130,11 +131,18 @@ def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) ->
     features_1 = [inner._features.feature_matrix(r, inner._spec) for r in singles]
     features_k = [inner._features.feature_matrix(r, inner._spec) for r in big]
     booster, threads = inner._booster, inner._threads
-    bodies_1, bodies_k = [body(r) for r in singles], [body(r) for r in big]
-
-    results = server_timings(model_dir, (bodies_1, requests), (bodies_k, batches))
+    calls = {
+        "server_1": ([body(r) for r in singles], requests),
+        "server_k": ([body(r) for r in big], batches),
+        "server_explain_1": ([body(r, explain=True) for r in singles], requests),
+        "server_explain_k": ([body(r, explain=True) for r in big], batches),
+    }
+    results = server_timings(model_dir, calls)
     results["pyfunc_1"] = timings(lambda i: model.predict(singles[i]), requests)
     results["pyfunc_k"] = timings(lambda i: model.predict(big[i]), batches)
+    explain = {"explain": True}
+    results["pyfunc_explain_1"] = timings(lambda i: model.predict(singles[i], explain), requests)
+    results["pyfunc_explain_k"] = timings(lambda i: model.predict(big[i], explain), batches)
     results["booster_1"] = timings(
         lambda i: booster.predict(features_1[i], num_threads=threads), requests
     )
@@ -144,19 +152,16 @@ def measure(model_dir: Path, rows: pd.DataFrame, requests: int, batches: int) ->
     return results
 
 
-def server_timings(
-    model_dir: Path, singles: tuple[list[bytes], int], batches: tuple[list[bytes], int]
-) -> dict:
-    """Seconds per 1-row and per ``BATCH_ROWS``-row request to the model server, over one
-    kept-open connection: ``(bodies, calls timed)`` of each kind."""
-    (bodies_1, count_1), (bodies_k, count_k) = singles, batches
+def server_timings(model_dir: Path, calls: dict[str, tuple[list[bytes], int]]) -> dict:
+    """Seconds per request to the model server, over one kept-open connection: for each
+    name, ``(bodies, calls timed)``."""
     port = free_port()
     server = start_server(model_dir, port)
     try:
         post = poster(http.client.HTTPConnection("127.0.0.1", port, timeout=60))
         return {
-            "server_1": timings(lambda i: post(bodies_1[i]), count_1),
-            "server_k": timings(lambda i: post(bodies_k[i]), count_k),
+            name: timings(lambda i, b=bodies: post(b[i]), count)
+            for name, (bodies, count) in calls.items()
         }
     finally:
         server.terminate()
@@ -302,6 +307,8 @@ PATHS = (
     ("model server (HTTP)", "server"),
     ("in-process pyfunc.predict", "pyfunc"),
     ("bare Booster.predict (features prebuilt)", "booster"),
+    ("model server (HTTP), `explain: true`", "server_explain"),
+    ("in-process pyfunc.predict, `explain: true`", "pyfunc_explain"),
 )
 
 

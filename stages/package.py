@@ -34,6 +34,7 @@ from mlpipeline.data.names import (
     TEST_FILE,
     TRAIN_DATASET,
     TRAIN_FILE,
+    WORST_FILE,
 )
 from mlpipeline.model.analysis import card_section
 from mlpipeline.serve.card import model_card
@@ -72,6 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="MLflow model folder to write")
     parser.add_argument("--decision", type=Path, required=True, help="gate decision JSON")
     parser.add_argument("--card", type=Path, required=True, help="model card Markdown")
+    parser.add_argument("--slices", type=Path, required=True, help="train's metric by segment")
     parser.add_argument("--search", type=Path, required=True, help="train's search history CSV")
     parser.add_argument("--plots-dir", type=Path, required=True, help="train's plot data")
     return parser.parse_args(argv)
@@ -99,9 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         challenger = evaluate(save_model(args.out, kwargs), *held_out, params.train.task)
         tags = lineage_tags(params, split, args.validation, args.out)
         found = card_section(pd.read_csv(args.search), params.train.search, params.seed)
-        card = model_card(name, summary, metrics, params, tags, found, plots)
+        slices, worst = read_json(args.slices), read_json(args.model_dir / WORST_FILE)
+        card = model_card(name, summary, metrics, params, tags, found, plots, slices, worst)
         write_text(card, args.card)
-        version, decision = register(run, kwargs, tags, card, (challenger, held_out), params, split)
+        scored = (challenger, held_out)
+        version, decision = register(run, kwargs, tags, card, scored, params, split, slices)
         model_id = link_logged_model(name, version, metrics["test"], test, summary)
         write_json(decision_record(decision, version), args.decision)
         log_files(run, args, Path(scratch), plots)

@@ -29,10 +29,11 @@ from mlpipeline.data.names import (
     TEST_FILE,
     TRAIN_DATASET,
     TRAIN_FILE,
+    WORST_FILE,
 )
 from mlpipeline.engine.train import open_engine
 from mlpipeline.features.transform import FeatureSpec
-from mlpipeline.model.boosting import portable_model_text
+from mlpipeline.model.boosting import portable_model_text, thread_count
 from mlpipeline.model.search import Checkpoint
 from mlpipeline.model.training import (
     Fitted,
@@ -53,6 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--features", type=Path, required=True, help="featurize's output folder")
     parser.add_argument("--model-dir", type=Path, required=True, help="booster + summary go here")
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--slices", type=Path, required=True, help="test metric by segment")
     parser.add_argument("--plots-dir", type=Path, required=True)
     parser.add_argument(
         "--checkpoint-dir", type=Path, required=True, help="finished trials, kept across a crash"
@@ -79,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             inputs, target, params, checkpoint, lambda t: run.log_child(trial_record(t))
         )
         spec = FeatureSpec.from_json(args.features / SPEC_FILE)
-        written = results(fitted, target, actual, test_values, spec)
+        test = read_test(inputs["test"], [*fitted.columns, name])
+        threads = thread_count(params.runtime.num_threads)
+        written = results(fitted, target, actual, test, spec, params.seed, threads)
         write_outputs(fitted, written, args)
         log_outputs(run, fitted, written, args)
     checkpoint.remove()
@@ -104,10 +108,17 @@ def read_target(path: Path, column: str) -> pd.Series:
         raise PipelineError(f"train: target column '{column}' is not in {path}") from exc
 
 
+def read_test(path: Path, columns: list[str]) -> pd.DataFrame:
+    """The test part's features the model uses, and the target."""
+    return pd.read_parquet(path, columns=columns)
+
+
 def write_outputs(fitted: Fitted, written: Results, args: argparse.Namespace) -> None:
     write_text(portable_model_text(fitted.booster), args.model_dir / BOOSTER_FILE)
     write_json(written.summary, args.model_dir / SUMMARY_FILE)
+    write_json(written.worst, args.model_dir / WORST_FILE)
     write_json(written.metrics, args.metrics)
+    write_json(written.slices, args.slices)
     for name, frame in written.plots.items():
         write_csv(frame, args.plots_dir / name)
 
@@ -117,12 +128,15 @@ def log_outputs(run: StageRun, fitted: Fitted, written: Results, args: argparse.
     run.set_tags({BOOSTER_TAG: file_md5(args.model_dir / BOOSTER_FILE)})
     run.log_params({f"best.{k}": v for k, v in fitted.best.point.items()})
     run.log_metrics({**written.metrics, "trials_reused": sum(t.reused for t in trials)})
+    run.log_metrics({"slices.worst_ratio": (written.slices["worst"] or {}).get("ratio", 1.0)})
     run.log_series(
         {"trial.score": [t.score for t in trials], "trial.seconds": [t.seconds for t in trials]}
     )
     run.log_artifact(args.plots_dir, "plots")
     run.log_plot_images(args.plots_dir, "plots")  # the same plots as PNG, DVC's definitions
     run.log_artifact(args.model_dir / SUMMARY_FILE)
+    run.log_artifact(args.model_dir / WORST_FILE)
+    run.log_artifact(args.slices)
 
 
 if __name__ == "__main__":

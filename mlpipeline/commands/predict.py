@@ -46,11 +46,13 @@ def model_uri(name: str, version: str | None, uri: str | None) -> str:
     return f"models:/{name}/{version}" if version else f"models:/{name}@{CHAMPION}"
 
 
-def score(model, rows: pd.DataFrame, chunk: int) -> pd.DataFrame:
-    """The model's predictions for every row, ``chunk`` rows per call."""
+def score(model, rows: pd.DataFrame, chunk: int, explain: bool = False) -> pd.DataFrame:
+    """The model's predictions for every row, ``chunk`` rows per call; with ``explain``, each
+    row's raw score and contributions too (the served model's ``explain`` param)."""
     parts = []
+    params = {"explain": True} if explain else None
     for start in range(0, len(rows), chunk):
-        output = model.predict(rows.iloc[start : start + chunk])
+        output = model.predict(rows.iloc[start : start + chunk], params=params)
         if not isinstance(output, pd.DataFrame):
             output = pd.DataFrame({"prediction": np.asarray(output)})
         parts.append(output)
@@ -77,6 +79,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--version", help="registered version (default: the champion)")
     which.add_argument("--model", help="any MLflow model URI, e.g. models/pyfunc")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="also write each row's raw_score and contribution.<feature> columns",
+    )
     return parser.parse_args(argv)
 
 
@@ -106,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = model_uri(params.package.model_name, args.version, args.model)
     try:
         model = mlflow.pyfunc.load_model(uri)
-        predictions = score(model, rows, params.package.max_batch_rows)
+        predictions = score(model, rows, params.package.max_batch_rows, args.explain)
     except MlflowException as exc:
         raise PipelineError(f"predict: {uri}: {exc.message}", exit_code=INVALID) from exc
     out = pd.concat([rows.reset_index(drop=True), predictions], axis=1)

@@ -227,10 +227,23 @@ class SearchParams(_Section):
     max_trial_rows: Annotated[int, Field(ge=100)] | None = 50_000  # the trials cross-validate
     # on a seeded sample of at most this many training rows (null: all); the winner is refit
     # on all of them, its rounds found by early stopping on a seeded tenth
+    time_budget_s: Annotated[float, Field(gt=0)] | None = None  # no new trials after this many
+    # seconds (null: off). Not reproducible: how many trials fit depends on the machine
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
     max_rounds: Annotated[int, Field(ge=1)] = 1000
     metric: str = AUTO  # resolved per task by TrainParams; see SEARCH_METRICS
     space: dict[str, Dimension]
+
+
+class SlicesParams(_Section):
+    """The test metric by segment (``mlpipeline.model.slices``, ``reports/slices.json``)."""
+
+    top_numeric: Annotated[int, Field(ge=0)] = 3  # numeric features cut into ranges: the
+    # most important ones (gain); every categorical feature is sliced by its values
+    bins: Annotated[int, Field(ge=2)] = 5  # quantile ranges per numeric feature; a number
+    # with at most this many distinct values is sliced by its values
+    min_rows: Annotated[int, Field(ge=1)] = 30  # fewer rows: the segment is marked small
+    worst_rows: Annotated[int, Field(ge=0)] = 10  # the model card's worst test predictions
 
 
 class TrainParams(_Section):
@@ -241,6 +254,7 @@ class TrainParams(_Section):
     fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
     feature_sets: dict[str, Annotated[list[str], Field(min_length=1)]]
     search: SearchParams
+    slices: SlicesParams = Field(default_factory=SlicesParams)
 
     @model_validator(mode="before")
     @classmethod
@@ -306,6 +320,14 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 QUALITY_HIGHER_IS_BETTER = frozenset({"r2", "roc_auc", "accuracy", "f1"})
 
 
+class SliceGate(_Section):
+    """``package.gate.slices``: no test segment of at least ``min_rows`` rows may score worse
+    than ``max_ratio`` × the whole test part (``reports/slices.json``)."""
+
+    min_rows: Annotated[int, Field(ge=1)] = 100
+    max_ratio: Annotated[float, Field(gt=1)]
+
+
 class GateParams(_Section):
     """When a new model version replaces the champion (see ``mlpipeline.track.registry``)."""
 
@@ -315,6 +337,7 @@ class GateParams(_Section):
     # the champion was trained on another train/test split, so its score on the new held-out
     # rows is not comparable: promote the new version (if it meets the thresholds) or keep it
     on_lineage_change: Literal["promote", "keep"] = "promote"
+    slices: SliceGate | None = None  # off by default
 
 
 Unseen = Literal["reject", "missing"]

@@ -166,6 +166,34 @@ def model_output(scores: np.ndarray, meta: dict) -> np.ndarray | pd.DataFrame:
     return class_predictions(scores, meta["classes"])
 
 
+def explained_output(
+    output: np.ndarray | pd.DataFrame,
+    raw_scores: np.ndarray,
+    contributions: np.ndarray,
+    features: list[str],
+    meta: dict,
+) -> pd.DataFrame:
+    """``model_output`` with, per row, the raw score (the margin before the link and the
+    target transform) and each feature's contribution to it (``contribution.<feature>``, and
+    ``contribution.base``: they add up to ``raw_score``). Multiclass: one margin per class,
+    ``raw_score.<class>`` and ``contribution.<class>.<feature>``. LightGBM's
+    ``pred_contrib`` output, named with the user's own feature names."""
+    frame = (
+        output.copy() if isinstance(output, pd.DataFrame) else pd.DataFrame({"prediction": output})
+    )
+    names = [*features, "base"]
+    raw = np.asarray(raw_scores, dtype=float).reshape(len(frame), -1)
+    parts = np.asarray(contributions, dtype=float).reshape(len(frame), raw.shape[1], len(names))
+    classes = meta.get("classes") if raw.shape[1] > 1 else None
+    columns: dict[str, np.ndarray] = {}
+    for k in range(raw.shape[1]):
+        prefix = "" if classes is None else f".{classes[k]}"
+        columns[f"raw_score{prefix}"] = raw[:, k]
+        for j, name in enumerate(names):
+            columns[f"contribution{prefix}.{name}"] = parts[:, k, j]
+    return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+
+
 def check_request(
     raw: pd.DataFrame, spec: FeatureSpec, max_rows: int, unseen: str | dict[str, str] = "reject"
 ) -> pd.DataFrame:

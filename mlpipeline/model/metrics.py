@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,12 +45,14 @@ def _mean(values: np.ndarray) -> float:
     return math.fsum(values) / len(values) if len(values) else float("nan")
 
 
-def rounded(metrics: dict, digits: int = 10) -> dict:
-    """Metrics (nested) to ``digits`` significant digits, as written to the metrics file: a
-    last-bit difference between machines (LightGBM's and scikit-learn's float sums) then
-    reaches the file only when a value sits on a rounding boundary."""
+def rounded(metrics: Any, digits: int = 10) -> Any:
+    """Metrics (nested dicts and lists) to ``digits`` significant digits, as written to the
+    metrics file: a last-bit difference between machines (LightGBM's and scikit-learn's float
+    sums) then reaches the file only when a value sits on a rounding boundary."""
     if isinstance(metrics, dict):
         return {key: rounded(value, digits) for key, value in metrics.items()}
+    if isinstance(metrics, list):
+        return [rounded(value, digits) for value in metrics]
     if isinstance(metrics, float) and math.isfinite(metrics):
         return float(f"{metrics:.{digits}g}")
     return metrics

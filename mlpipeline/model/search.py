@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -344,22 +344,26 @@ def run_search(
     on_trial: Callable[[Trial], None] = lambda trial: None,
     kept: BestModels | None = None,
 ) -> list[Trial]:
-    """Ask/tell until ``n_calls`` trials are done; returns them in order. ``runner`` evaluates
-    the trials (``trial_runner``: this process or worker processes; or cluster tasks); the
-    checkpoint's warm start is told first; finished trials found in ``checkpoint`` are
-    replayed; ``kept`` receives the best trial's fold models."""
+    """Ask/tell until ``n_calls`` trials are done (or ``time_budget_s`` has passed: then the
+    batch under way is the last; the first batch always runs); returns them in order.
+    ``runner`` evaluates the trials (``trial_runner``: this process or worker processes; or
+    cluster tasks); the checkpoint's warm start is told first; finished trials found in
+    ``checkpoint`` are replayed; ``kept`` receives the best trial's fold models."""
     checkpoint = checkpoint or Checkpoint(None)
     kept = kept if kept is not None else BestModels()
     trials: list[Trial] = []
     # the runner starts first: scikit-optimize's import overlaps the workers'
-    with runner as evaluate, _progress(search.n_calls) as progress:
+    clock = Budget(search.time_budget_s)
+    with runner as evaluate, _progress(search.n_calls, clock) as progress:
         dims = skopt_space(search)
         optimizer = bayesian_optimizer(dims, search, seed)
         if checkpoint.warm and checkpoint.warm.points:
             warm = checkpoint.warm
             xs = [[p[d.name] for d in dims] for p in warm.points]
             tell(optimizer, xs, list(warm.scores), search, search.n_calls)
-        while len(trials) < search.n_calls:
+        while len(trials) < search.n_calls and not (
+            trials and clock.spent(len(trials), search.n_calls)
+        ):
             size = min(search.batch_size, search.n_calls - len(trials))
             with one_blas_thread():
                 xs = [portable_point(dims, x) for x in ask_batch(optimizer, size)]
@@ -467,15 +471,43 @@ def portable_point(dims: list, x: list) -> list:
     ]
 
 
+@dataclass
+class Budget:
+    """``train.search.time_budget_s``: seconds the search may start trials in (None: no
+    limit), counted from the search's start."""
+
+    seconds: float | None
+    start: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float | None:
+        return None if self.seconds is None else self.seconds - (time.monotonic() - self.start)
+
+    def spent(self, done: int, wanted: int) -> bool:
+        left = self.left()
+        if left is None or left > 0:
+            return False
+        log.warning(
+            "search: the time budget of %s s (train.search.time_budget_s) is spent after %d "
+            "of %d trials; the result depends on this machine's speed",
+            f"{self.seconds:g}",
+            done,
+            wanted,
+        )
+        return True
+
+
 @contextmanager
-def _progress(total: int) -> Iterator[Callable[[Trial, float], None]]:
-    """A progress bar on stderr: trials done, best score, elapsed time and ETA."""
+def _progress(total: int, clock: Budget) -> Iterator[Callable[[Trial, float], None]]:
+    """A progress bar on stderr: trials done, best score, elapsed time and ETA, and the time
+    left of a time budget."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc="search", unit="trial", file=sys.stderr, dynamic_ncols=True)
 
     def update(trial: Trial, best: float) -> None:
-        bar.set_postfix(best=f"{best:.5f}", last=f"{trial.score:.5f}", refresh=False)
+        left = clock.left()
+        budget = {} if left is None else {"budget_left": f"{max(left, 0):.0f}s"}
+        bar.set_postfix(best=f"{best:.5f}", last=f"{trial.score:.5f}", **budget, refresh=False)
         bar.update(1)
 
     try:

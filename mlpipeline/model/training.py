@@ -19,7 +19,7 @@ import pandas as pd
 from mlpipeline.core.config import Params, TrainParams
 from mlpipeline.core.errors import PipelineError
 from mlpipeline.data.io import path_md5
-from mlpipeline.data.names import IMPORTANCE, SEARCH_HISTORY, TRAIN_FILE
+from mlpipeline.data.names import IMPORTANCE, SEARCH_HISTORY, SLICES, TRAIN_FILE
 from mlpipeline.features.transform import FeatureSpec, model_frame, transform_target
 from mlpipeline.model.boosting import (
     CrossValidator,
@@ -32,6 +32,7 @@ from mlpipeline.model.boosting import (
     refit_all_rows,
     thread_count,
 )
+from mlpipeline.model.explain import mean_abs_contribution, worst_predictions
 from mlpipeline.model.metrics import plot_frames, quality, rounded
 from mlpipeline.model.search import (
     BestModels,
@@ -44,6 +45,7 @@ from mlpipeline.model.search import (
     trial_runner,
     worker_plan,
 )
+from mlpipeline.model.slices import slice_report, slices_frame
 from mlpipeline.model.warmstart import load_warm_start
 
 log = logging.getLogger(__name__)
@@ -218,17 +220,22 @@ class Results:
     metrics: dict[str, Any]
     summary: dict[str, Any]
     plots: dict[str, pd.DataFrame]  # file name -> plot data
+    slices: dict[str, Any]  # the test metric by segment (``mlpipeline.model.slices``)
+    worst: list[dict[str, Any]]  # the worst test predictions, with their contributions
 
 
 def results(
     fitted: Fitted,
     target: Target,
     actual: tuple[np.ndarray, np.ndarray],
-    test_values: pd.Series,
+    test: pd.DataFrame,
     spec: FeatureSpec,
+    seed: int = 0,
+    threads: int = 1,
 ) -> Results:
-    """Metrics (CV out of fold and test), the model summary package reads, and plot data;
-    ``actual``: the training and test targets to score against."""
+    """Metrics (CV out of fold and test), the model summary package reads, plot data, the
+    test metric by segment and the worst test predictions; ``actual``: the training and test
+    targets to score against; ``test``: the test part (its features and target)."""
     train, best = target.train, fitted.best
     metric = train.search.metric
     metrics = {
@@ -240,12 +247,23 @@ def results(
         "best_iteration": best.best_iteration,
         "trials": len(fitted.trials),
     }
+    importance = importance_frame(fitted.booster, fitted.columns)
+    shares = mean_abs_contribution(fitted.booster, test, fitted.columns, threads, seed)
+    importance["mean_abs_contribution"] = shares.reindex(importance["feature"]).to_numpy()
+    features = test[fitted.columns]
+    slices = slice_report(train, features, actual[1], fitted.test_scores, importance)
+    worst = worst_predictions(
+        train, features, actual[1], fitted.test_scores, fitted.booster, fitted.columns,
+        target.classes, threads,
+    )  # fmt: skip
     plots = {
         SEARCH_HISTORY: history_frame(fitted.trials),
-        IMPORTANCE: importance_frame(fitted.booster, fitted.columns),
-        **plot_frames(train, test_values, actual[1], fitted.test_scores, target.classes),
+        IMPORTANCE: importance,
+        SLICES: slices_frame(slices),
+        **plot_frames(train, test[target.name], actual[1], fitted.test_scores, target.classes),
     }
-    return Results(rounded(metrics), model_summary(fitted, target, spec), plots)
+    summary = model_summary(fitted, target, spec)
+    return Results(rounded(metrics), summary, plots, rounded(slices), rounded(worst))
 
 
 def oof_actual(actual: np.ndarray, rows: np.ndarray | None) -> np.ndarray:

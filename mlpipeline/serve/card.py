@@ -18,6 +18,8 @@ def model_card(
     tags: dict,
     sensitivity: str = "",
     plots: Sequence[str] = (),
+    slices: dict | None = None,
+    worst: Sequence[dict] = (),
 ) -> str:
     """A short Markdown model card of what the model is: the same bytes wherever the same
     data, params and code produce it (no registry version, run id or commit: those are
@@ -25,7 +27,8 @@ def model_card(
     "Sensitivity and robustness" section, from the search's trials
     (``mlpipeline.model.analysis.card_section``). ``plots``: the names of the DVC plots it links, as
     ``plots/<name>.png`` beside the card (in the package run's artifacts, and in ``python -m
-    mlpipeline plots``'s folder)."""
+    mlpipeline plots``'s folder). ``slices``: the test metric by segment
+    (``reports/slices.json``); ``worst``: the worst test predictions with their contributions."""
     pkg = params.package
     limits = "\n".join(f"- {item}" for item in pkg.limitations) or "- (none stated)"
     return f"""# Model card: {name}
@@ -41,7 +44,7 @@ def model_card(
 | metric | CV (out of fold) | test |
 |---|---|---|
 {metrics_table(metrics)}
-
+{segments_section(slices)}{worst_section(worst, summary)}
 {sensitivity}
 ## Known limits
 {limits}
@@ -94,6 +97,88 @@ The DVC plots of this model's test set and search (`dvc plots show`), as PNG bes
 
 {images}
 """
+
+
+def segments_section(slices: dict | None) -> str:
+    """ "Performance by segment": every segment of ``reports/slices.json``, small ones marked."""
+    if not slices:
+        return ""
+    metric, overall = slices["metric"], slices["overall"]
+    rows = []
+    for feature, entries in slices["segments"].items():
+        for key, entry in entries.items():
+            name = f"`{feature}` {key}" + (
+                f" ({entry['low']:.4g} to {entry['high']:.4g})" if "low" in entry else ""
+            )
+            small = " (small)" if entry["small"] else ""
+            change = entry[metric] - overall[metric]
+            rows.append(
+                f"| {name} | {entry['rows']:,}{small} | {entry[metric]:.4g} | {change:+.4g} "
+                f"| {entry['ratio']:.2f} |"
+            )
+    worst = slices.get("worst")
+    worst_line = (
+        f"Worst segment of at least {slices['min_rows']} rows: {worst['segment']} "
+        f"({worst['ratio']:.2f}× the whole test part)."
+        if worst
+        else f"No segment has {slices['min_rows']} rows or more."
+    )
+    return f"""
+## Performance by segment
+Test {metric} of each value of every categorical feature and of quantile ranges of the most
+important numeric features; whole test part: {overall[metric]:.4g} on {overall["rows"]:,} rows.
+Segments of fewer than {slices["min_rows"]} rows are marked small: their metric is noise.
+{worst_line}
+
+| segment | rows | {metric} | difference | × whole |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def worst_section(worst: Sequence[dict], summary: dict) -> str:
+    """ "Worst predictions": the test rows with the largest errors (or the least probability
+    of their true class), their values and the features that pushed them most."""
+    if not worst:
+        return ""
+    classification = summary.get("task", "regression") != "regression"
+    how = "probability of the actual class" if classification else "error"
+    scale = "" if classification else _scale_note(summary)
+    rows = []
+    for record in worst:
+        miss = (
+            f"{record['probability_of_actual']:.3g}"
+            if classification
+            else f"{record['error']:+.4g}"
+        )
+        values = ", ".join(f"{k}={_short(v)}" for k, v in record["features"].items())
+        pushes = ", ".join(
+            f"{c['feature']} {c['contribution']:+.3g}" for c in record["top_contributions"]
+        )
+        rows.append(
+            f"| {record['row']} | {_short(record['actual'])} | {_short(record['predicted'])} "
+            f"| {miss} | {values} | {pushes} |"
+        )
+    return f"""
+## Worst predictions
+The test rows the model got most wrong, with the features that moved each prediction most
+(LightGBM's exact contributions to the raw score{scale}).
+
+| test row | actual | predicted | {how} | features | top contributions |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def _scale_note(summary: dict) -> str:
+    how = summary.get("target_transform", "none")
+    return "" if how == "none" else f", on the {how}-transformed target's scale"
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "missing" if value is None else str(value).replace("|", "\\|")
 
 
 def metrics_table(metrics: dict) -> str:

@@ -41,11 +41,13 @@ from mlpipeline.track.registry import (
     SPLIT_DEFINITION_TAG,
     SPLIT_TAG,
     Decision,
+    blocked_by_slices,
     gate_decision,
     lineage_decision,
     locked_hashes,
     model_id_of,
     set_champion,
+    slice_failures,
     split_change,
     split_digest,
     version_by_alias,
@@ -290,10 +292,20 @@ def model_kwargs(
             "metadata": str(scratch / "metadata.json"),
         },
         "code_paths": [str(code_package(scratch))],
-        "signature": False,  # the model checks requests itself (MLflow drops extra columns)
+        "signature": params_only_signature(),
         "input_example": input_example(raw, spec, pkg.input_example_rows),
         "pip_requirements": pip_requirements(),
     }
+
+
+def params_only_signature() -> Any:
+    """A signature of request params only (``explain``: boolean, default false): the model
+    checks the rows itself, so there is no input schema (MLflow would drop extra columns
+    and re-type the rest before the model's own checks could name them)."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    return ModelSignature(params=ParamSchema([ParamSpec("explain", "boolean", False)]))
 
 
 def raw_schema(path: Path) -> list[str]:
@@ -326,9 +338,11 @@ def register(
     scored: tuple[dict, tuple],
     params: Params,
     split: dict,
+    slices: dict | None = None,
 ) -> tuple[str, Decision]:
     """Log and register the model as a new version (alias ``challenger``) with its lineage,
-    let the gate decide on ``champion``, and record the decision. Returns (version, decision)."""
+    let the gate decide on ``champion`` (``slices``: the test metric by segment, for
+    ``package.gate.slices``), and record the decision. Returns (version, decision)."""
     import mlflow
 
     challenger, held_out = scored
@@ -342,6 +356,7 @@ def register(
     decision = judge(
         client, name, version, challenger, held_out, params, split, tags.get(PACKAGE_TAG, "")
     )
+    decision = blocked_by_slices(decision, slice_failures(slices, params.package.gate.slices))
     if decision.promote:
         set_champion(client, name, version)
     gate = {"gate.decision": decision.reason, "gate.comparable": str(decision.comparable)}

@@ -32,7 +32,7 @@ from mlpipeline.data.names import (
     SHIPPED_LIVE,
 )
 from mlpipeline.serve.live import LOG_ENV
-from mlpipeline.serve.packaging import pip_requirements
+from mlpipeline.serve.packaging import params_only_signature, pip_requirements
 from mlpipeline.track.registry import version_by_alias
 from mlpipeline.track.runs import ROLE_TAG, StageRun
 
@@ -106,7 +106,7 @@ def router_kwargs(members: dict[str, Path], settings: dict, scratch: Path) -> di
         "python_model": str(ROUTER_CODE),
         "artifacts": artifacts,
         "code_paths": code_paths,
-        "signature": False,  # the router checks requests itself, as the packaged model does
+        "signature": params_only_signature(),  # it checks the rows itself, as the model does
         "pip_requirements": pip_requirements(),
     }
 

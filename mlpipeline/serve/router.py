@@ -76,6 +76,15 @@ class Member:
         raw = self.booster.predict(features, num_threads=self.threads)
         return self.features.model_output(raw, self.meta)
 
+    def explain(self, rows: pd.DataFrame, output) -> pd.DataFrame:
+        """``output`` (this member's answer for ``rows``) with each row's raw score and
+        contributions (the featurization's ``explained_output``)."""
+        features = self.features.feature_matrix(rows, self.spec)
+        margins = self.booster.predict(features, raw_score=True, num_threads=self.threads)
+        parts = self.booster.predict(features, pred_contrib=True, num_threads=self.threads)
+        names = list(self.spec.features)
+        return self.features.explained_output(output, margins, parts, names, self.meta)
+
 
 class RouterModel(PythonModel):
     """Champion and challenger behind one endpoint (see the module's description)."""
@@ -104,6 +113,7 @@ class RouterModel(PythonModel):
         return list(self._members["champion"].spec.inputs)
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
+        explain = explain_param(params)
         started, clock = time.time(), time.perf_counter()
         frame = pd.DataFrame(model_input)
         keys = None
@@ -118,7 +128,19 @@ class RouterModel(PythonModel):
             self._log.append((started, latency, keys, frame, rows, picked, outputs))
             if not self._hooked:
                 self._close_log_at_server_shutdown()
-        return answer
+        return self._explained(rows, outputs) if explain else answer
+
+    def _explained(self, rows: pd.DataFrame, outputs: dict) -> pd.DataFrame:
+        """The answer with the contributions of the version that answered each row (the log
+        keeps the plain answers)."""
+        parts = {
+            role: self._members[role].explain(rows[mask], output)
+            for role, (mask, output) in outputs.items()
+            if role in self._members and mask.any()
+        }
+        if len(parts) == 1:
+            return next(iter(parts.values())).reset_index(drop=True)
+        return merge(outputs["challenger"][0], parts["champion"], parts["challenger"])
 
     def _close_log_at_server_shutdown(self) -> None:
         """Under MLflow's model server, write the log out when the server shuts down, after
@@ -238,6 +260,21 @@ def _number(value) -> str:
         return repr(float(value))
     except (TypeError, ValueError):  # pd.NA
         return "nan"
+
+
+def explain_param(params) -> bool:
+    """The request's ``explain`` param: true or false (MLflow's params schema checks its
+    type; a null it lets through is refused here)."""
+    explain = (params or {}).get("explain", False)
+    if not isinstance(explain, bool):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        raise MlflowException(
+            f"invalid request: params.explain must be true or false, not {explain!r}",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return explain
 
 
 def merge(picked: np.ndarray, others, chosen):

@@ -27,6 +27,7 @@ from mlflow.pyfunc import PythonModel
 
 BOOSTER = "booster"
 METADATA = "metadata"
+EXPLAIN = "explain"  # the request param (MLflow's params schema): per-row contributions
 FEATURES_MODULE = (
     "pipeline_features"  # = mlpipeline.data.names.SHIPPED_FEATURES (this file runs alone)
 )
@@ -56,16 +57,30 @@ class TabularModel(PythonModel):
     def input_columns(self) -> list[str]:
         return list(self._spec.inputs)
 
-    def score(self, rows: pd.DataFrame) -> np.ndarray | pd.DataFrame:
-        """Predictions for rows already known to be well-formed (no request checks)."""
+    def score(self, rows: pd.DataFrame, explain: bool = False) -> np.ndarray | pd.DataFrame:
+        """Predictions for rows already known to be well-formed (no request checks); with
+        ``explain``, each row's raw score and contributions (``explained_output``)."""
         features = self._features.feature_matrix(rows, self._spec)
         raw = self._booster.predict(features, num_threads=self._threads)
-        return self._features.model_output(raw, self._meta)
+        output = self._features.model_output(raw, self._meta)
+        if not explain:
+            return output
+        margins = self._booster.predict(features, raw_score=True, num_threads=self._threads)
+        parts = self._booster.predict(features, pred_contrib=True, num_threads=self._threads)
+        return self._features.explained_output(
+            output, margins, parts, list(self._spec.features), self._meta
+        )
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+        explain = (params or {}).get(EXPLAIN, False)
+        if not isinstance(explain, bool):  # MLflow's schema refuses most; null it lets through
+            raise MlflowException(
+                f"invalid request: params.{EXPLAIN} must be true or false, not {explain!r}",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
         try:
             rows = self._features.check_request(
                 pd.DataFrame(model_input),
@@ -77,7 +92,7 @@ class TabularModel(PythonModel):
             raise MlflowException(
                 f"invalid request: {exc}", error_code=INVALID_PARAMETER_VALUE
             ) from None
-        return self.score(rows)
+        return self.score(rows, explain)
 
 
 def check_encoding(booster, spec, features) -> None:

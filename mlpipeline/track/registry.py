@@ -14,13 +14,18 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mlpipeline.core.config import QUALITY_HIGHER_IS_BETTER, FeaturizeParams, GateParams
+from mlpipeline.core.config import (
+    QUALITY_HIGHER_IS_BETTER,
+    FeaturizeParams,
+    GateParams,
+    SliceGate,
+)
 from mlpipeline.core.errors import PipelineError
 from mlpipeline.data.names import CHALLENGER, CHAMPION, LOCKED_OUTPUTS, PROMOTE, ROLL_BACK
 
@@ -109,6 +114,31 @@ def threshold_failures(metrics: Mapping[str, float], thresholds: Mapping[str, fl
         elif metric not in QUALITY_HIGHER_IS_BETTER and not value <= bound:
             failures.append(f"{metric} {value:.6g} > maximum {bound:g}")
     return failures
+
+
+def slice_failures(slices: Mapping[str, Any] | None, rule: SliceGate | None) -> list[str]:
+    """The segments of ``reports/slices.json`` that break ``package.gate.slices``."""
+    if not slices or rule is None:
+        return []
+    metric, failures = slices["metric"], []
+    for feature, entries in slices["segments"].items():
+        for key, entry in entries.items():
+            if entry["rows"] >= rule.min_rows and entry["ratio"] > rule.max_ratio:
+                failures.append(
+                    f"segment {feature} {key} ({entry['rows']:,} rows): {metric} "
+                    f"{entry['ratio']:.2f}x the whole test part > {rule.max_ratio:g}x"
+                )
+    return failures
+
+
+def blocked_by_slices(decision: Decision, failures: list[str]) -> Decision:
+    """A promotion the slice gate stops, named in the decision (others pass unchanged)."""
+    if not decision.promote or not failures:
+        return decision
+    shown = "; ".join(failures[:3]) + (
+        f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    )
+    return replace(decision, promote=False, reason=f"package.gate.slices: {shown}")
 
 
 def gate_decision(

@@ -128,3 +128,29 @@ def test_whole_rows_with_the_target_are_answered_and_the_target_ignored(champion
     assert status == 200 and json.loads(text)["predictions"] == pytest.approx(
         predictions(champion_server)
     )
+
+
+def explain_body(explain) -> str:
+    split = {"columns": COLUMNS, "data": ROWS}
+    return json.dumps({"dataframe_split": split, "params": {"explain": explain}})
+
+
+def test_explain_returns_contributions_that_add_up_to_the_raw_score(champion_server):
+    status, text = post(champion_server, explain_body(True))
+    assert status == 200, text
+    records = json.loads(text)["predictions"]
+    assert [r["prediction"] for r in records] == pytest.approx(predictions(champion_server))
+    for record in records:
+        parts = [v for k, v in record.items() if k.startswith("contribution.")]
+        assert len(parts) >= 2 and "contribution.base" in record  # the model's features + base
+        assert sum(parts) == pytest.approx(record["raw_score"], abs=1e-6)
+    status, text = post(champion_server, explain_body(False))  # false: the plain answer
+    assert status == 200 and json.loads(text)["predictions"] == predictions(champion_server)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None, [True]])
+def test_a_non_boolean_explain_gets_400_and_the_server_goes_on(champion_server, bad):
+    status, text = post(champion_server, explain_body(bad))
+    assert status == 400, text
+    assert "explain" in json.loads(text)["message"]
+    assert len(predictions(champion_server)) == 2

@@ -56,7 +56,7 @@ def trained(tmp: Path, task: str):
         features, y_train, test.drop(columns="y"), params, Checkpoint(None), lambda trial: None
     )
     actual = (target.learned(train["y"], "training")[0], target.learned(test["y"], "test")[0])
-    written = results(fitted, target, actual, test["y"], spec)
+    written = results(fitted, target, actual, test, spec)
     write_text(portable_model_text(fitted.booster), tmp / "model" / BOOSTER_FILE)
     write_json(written.summary, tmp / "model" / "summary.json")
     write_parquet(raw, tmp / "raw.parquet")
@@ -117,3 +117,34 @@ def test_the_classifier_ranks_well_and_its_probability_follows_the_driver(classi
     assert quality(params.train, labels, scores)["roc_auc"] > 0.9
     more = model.predict(rows.assign(size=rows["size"] + 2))["probability_yes"].to_numpy()
     assert (more - scores).mean() > 0.05 and set(output["prediction"]) <= {"no", "yes"}
+
+
+@pytest.mark.parametrize("which", ["regressor", "classifier"])
+def test_explain_adds_contributions_that_add_up_to_the_raw_score(which, request):
+    model, test, _ = request.getfixturevalue(which)
+    rows = test[["size", "grade", "noise"]].head(40)
+    plain = model.predict(rows)
+    explained = model.predict(rows, params={"explain": True})
+    parts = [f"contribution.{name}" for name in ("size", "grade", "noise", "base")]
+    total = explained[parts].sum(axis=1).to_numpy()
+    np.testing.assert_allclose(total, explained["raw_score"].to_numpy(), atol=1e-6)
+    if which == "regressor":  # the plain answer is unchanged, and the explained one agrees
+        np.testing.assert_array_equal(explained["prediction"].to_numpy(), np.asarray(plain))
+        assert (
+            explained["contribution.size"].abs().mean()
+            > explained["contribution.noise"].abs().mean()
+        )
+    else:
+        pd.testing.assert_frame_equal(explained[plain.columns], plain)
+        probability = 1 / (1 + np.exp(-explained["raw_score"].to_numpy()))  # log odds
+        np.testing.assert_allclose(probability, plain["probability_yes"].to_numpy(), atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_a_non_boolean_explain_is_refused(regressor, bad):
+    from mlflow.exceptions import MlflowException
+
+    model, test, _ = regressor
+    with pytest.raises(MlflowException) as raised:
+        model.predict(test[["size", "grade", "noise"]].head(2), params={"explain": bad})
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"

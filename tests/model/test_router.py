@@ -167,3 +167,31 @@ def test_a_bad_request_is_refused_as_the_packaged_model_refuses_it(members, tmp_
             model.predict(bad)
         assert reason in raised.value.message
     assert logged(model, tmp_path) == []
+
+
+def test_canary_explains_each_row_with_the_version_that_answered_it(members, tmp_path):
+    model = router(members, tmp_path, mode="canary", canary_share=0.5)
+    rows = members["rows"].head(40)
+    keys = [f"user-{i}" for i in range(40)]
+    explained = model.predict(rows.assign(request_id=keys), params={"explain": True})
+    plain = model.predict(rows.assign(request_id=keys))
+    if isinstance(plain, pd.DataFrame):  # the plain answer's columns come first, unchanged
+        pd.testing.assert_frame_equal(explained[plain.columns], plain)
+    else:
+        np.testing.assert_array_equal(explained["prediction"].to_numpy(), plain)
+    for role in ("champion", "challenger"):
+        own = members[role].predict(rows, params={"explain": True})
+        mine = [to_challenger(k, 0.5, "2") == (role == "challenger") for k in keys]
+        pd.testing.assert_series_equal(
+            explained.loc[mine, "raw_score"], own.loc[mine, "raw_score"], check_names=False
+        )
+    parts = [c for c in explained if c.startswith("contribution.")]
+    np.testing.assert_allclose(explained[parts].sum(axis=1), explained["raw_score"], atol=1e-6)
+    assert records_without_contributions(logged(model, tmp_path))
+    with pytest.raises(MlflowException, match=r"params\.explain must be true or false"):
+        model.predict(rows, params={"explain": None})
+
+
+def records_without_contributions(records: list[dict]) -> bool:
+    """The prediction log keeps the plain answers, never the explanations."""
+    return bool(records) and not any("contribution" in json_text for json_text in map(str, records))

@@ -28,7 +28,7 @@ def _fitted(limit: int | None):
         lambda trial: None,
     )  # fmt: skip
     actual = (target.learned(train["y"], "training")[0], test["y"].to_numpy(float))
-    return fitted, results(fitted, target, actual, test["y"], prepared.spec), actual
+    return fitted, results(fitted, target, actual, test, prepared.spec), actual
 
 
 @pytest.fixture(scope="module")

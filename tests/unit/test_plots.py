@@ -120,3 +120,45 @@ def test_a_big_table_s_picture_draws_every_k_th_row_and_says_so(tmp_path):
     assert spec["title"]["text"] == "Feature importance (gain) (every 5 of 45 rows)"
     whole = vega_lite_spec(definition, tmp_path / "importance.csv", max_points=45)
     assert len(whole["data"]["values"]) == 45
+
+
+def test_the_card_s_segment_table_marks_small_segments_and_names_the_worst():
+    from mlpipeline.serve.card import segments_section, worst_section
+
+    slices = {
+        "metric": "rmse",
+        "min_rows": 30,
+        "overall": {"rows": 1000, "rmse": 10.0},
+        "worst": {"segment": "shop = airport", "rows": 300, "rmse": 25.0, "ratio": 2.5},
+        "segments": {
+            "shop": {
+                "airport": {"rows": 300, "rmse": 25.0, "ratio": 2.5, "small": False},
+                "kiosk": {"rows": 12, "rmse": 2.0, "ratio": 0.2, "small": True},
+            },
+            "size": {
+                "q1": {
+                    "rows": 200,
+                    "rmse": 8.0,
+                    "ratio": 0.8,
+                    "low": 0.0,
+                    "high": 2.5,
+                    "small": False,
+                }
+            },
+        },
+    }
+    section = segments_section(slices)
+    assert "## Performance by segment" in section
+    assert "| `shop` airport | 300 | 25 | +15 | 2.50 |" in section
+    assert "| `shop` kiosk | 12 (small) | 2 | -8 | 0.20 |" in section
+    assert "| `size` q1 (0 to 2.5) | 200 | 8 | -2 | 0.80 |" in section
+    assert (
+        "Worst segment of at least 30 rows: shop = airport (2.50× the whole test part)" in section
+    )
+    worst = [{"row": 7, "actual": 100.0, "predicted": 160.0, "error": 60.0,
+              "features": {"shop": "airport", "size": 1.25},
+              "top_contributions": [{"feature": "shop", "contribution": 0.4}]}]  # fmt: skip
+    table = worst_section(worst, {"task": "regression", "target_transform": "log1p"})
+    assert "| 7 | 100 | 160 | +60 | shop=airport, size=1.25 | shop +0.4 |" in table
+    assert "log1p-transformed target's scale" in table
+    assert segments_section(None) == "" and worst_section([], {}) == ""

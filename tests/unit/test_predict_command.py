@@ -22,3 +22,23 @@ def test_new_values_of_an_open_ended_category_are_counted_and_a_closed_set_is_no
         ]
     }
     assert unseen_values(validation) == [("city", 2, 4.0)]
+
+
+def test_scoring_asks_the_model_to_explain_only_when_told():
+    import pandas as pd
+
+    from mlpipeline.commands.predict import score
+
+    class Model:
+        def __init__(self):
+            self.asked = []
+
+        def predict(self, rows, params=None):
+            self.asked.append(params)
+            return pd.DataFrame({"prediction": rows["x"] * 2.0})
+
+    model, rows = Model(), pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    assert score(model, rows, chunk=2)["prediction"].tolist() == [2.0, 4.0, 6.0]
+    assert model.asked == [None, None]  # two chunks, plain
+    score(model, rows, chunk=5, explain=True)
+    assert model.asked[-1] == {"explain": True}

@@ -168,3 +168,34 @@ def test_a_champion_from_another_split_is_decided_by_the_lineage_rule():
     assert not keep.promote and "promote --version 4" in keep.reason
     weak = lineage_decision({"r2": 0.5, "rmse": 500}, GATE, "rmse", "3", "its split differs", "4")
     assert not weak.promote and "thresholds not met" in weak.reason
+
+
+SLICES = {
+    "metric": "rmse",
+    "segments": {
+        "cut": {
+            "Fair": {"rows": 300, "rmse": 900.0, "ratio": 2.5},
+            "Ideal": {"rows": 4000, "rmse": 400.0, "ratio": 0.9},
+            "Rare": {"rows": 20, "rmse": 5000.0, "ratio": 10.0},  # too few rows to judge
+        }
+    },
+}
+
+
+def test_the_slice_gate_blocks_a_promotion_naming_the_segment():
+    from mlpipeline.core.config import SliceGate
+    from mlpipeline.track.registry import blocked_by_slices, slice_failures
+
+    rule = SliceGate(min_rows=100, max_ratio=2.0)
+    failures = slice_failures(SLICES, rule)
+    assert failures == ["segment cut Fair (300 rows): rmse 2.50x the whole test part > 2x"]
+    promoted = gate_decision({"r2": 0.95, "rmse": 500}, None, GATE, "rmse")
+    blocked = blocked_by_slices(promoted, failures)
+    assert not blocked.promote and blocked.reason.startswith(
+        "package.gate.slices: segment cut Fair"
+    )
+    assert (
+        slice_failures(SLICES, None) == [] and slice_failures(SLICES, SliceGate(max_ratio=3)) == []
+    )
+    kept = gate_decision({"r2": 0.5, "rmse": 500}, None, GATE, "rmse")  # already kept: unchanged
+    assert blocked_by_slices(kept, failures) == kept

@@ -318,3 +318,16 @@ def test_proposed_points_are_rounded_to_six_digits_within_bounds():
     assert point == [0.0673058, 12, 7, "all"]
     assert portable_point(dims, [0.29999999999, 12, 7, "all"])[0] == 0.3  # the high bound
     assert portable_point(dims, [0.0500000001, 4, 5, "carat"])[0] == 0.05
+
+
+def test_a_spent_time_budget_ends_the_search_after_the_batch_under_way(
+    synthetic_regression, caplog
+):
+    params = train_params(n_calls=6, time_budget_s=0.001)
+    with caplog.at_level("WARNING"):
+        trials = _search(synthetic_regression, params)
+    assert len(trials) == params.search.batch_size  # the first batch, then the budget stops it
+    assert "time budget of 0.001 s (train.search.time_budget_s) is spent after 2 of 6" in (
+        caplog.text
+    )
+    assert len(_search(synthetic_regression, train_params(n_calls=6))) == 6  # no budget: all

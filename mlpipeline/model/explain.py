@@ -1,0 +1,115 @@
+"""Why the model said what it said: LightGBM's exact per-row contributions (TreeSHAP,
+``pred_contrib=True``), their mean size per feature, and the worst test predictions with the
+contributions behind each.
+
+A row's contributions, one per feature plus the base value, add up to its raw score: the
+model's margin before the link (regression: on the transformed target's scale; binary: log
+odds; multiclass: one margin per class).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.core.config import TrainParams
+from mlpipeline.features.transform import (
+    class_probabilities,
+    inverse_target,
+    model_frame,
+)
+from mlpipeline.model.slices import row_losses
+
+IMPORTANCE_ROWS = 10_000  # test rows the mean |contribution| is taken over (a seeded sample)
+TOP_CONTRIBUTIONS = 3  # contributions listed per worst prediction
+
+
+def contributions(
+    booster: Any, frame: pd.DataFrame, columns: list[str], threads: int
+) -> np.ndarray:
+    """(rows, classes, features + 1): each row's contribution of every feature, and the base
+    value last; one class for regression and binary."""
+    raw = booster.predict(model_frame(frame, columns), pred_contrib=True, num_threads=threads)
+    raw = np.asarray(raw, dtype=float)
+    return raw.reshape(len(frame), -1, len(columns) + 1)
+
+
+def mean_abs_contribution(
+    booster: Any, frame: pd.DataFrame, columns: list[str], threads: int, seed: int
+) -> pd.Series:
+    """Mean |contribution| per feature over the test rows (a seeded sample of at most
+    ``IMPORTANCE_ROWS``), summed over the classes of a multiclass model."""
+    rows = np.arange(len(frame))
+    if len(rows) > IMPORTANCE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, IMPORTANCE_ROWS, replace=False))
+    sizes = np.abs(contributions(booster, frame.iloc[rows], columns, threads)[:, :, :-1])
+    sizes = sizes.sum(axis=1)  # over the classes; exact sums below: the same on every CPU
+    return pd.Series([math.fsum(sizes[:, j]) / len(rows) for j in range(len(columns))], columns)
+
+
+def worst_rows(losses: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the ``count`` largest losses, largest first (ties: the earlier row)."""
+    order = np.lexsort((np.arange(len(losses)), -losses))
+    return order[:count]
+
+
+def worst_predictions(
+    train: TrainParams,
+    frame: pd.DataFrame,
+    actual: np.ndarray,
+    scores: np.ndarray,
+    booster: Any,
+    columns: list[str],
+    classes: list | None,
+    threads: int,
+) -> list[dict[str, Any]]:
+    """The test rows with the largest errors (regression) or the least probability of their
+    true class (classification), with their feature values and top contributions (toward
+    the predicted class's margin, for classification)."""
+    losses = row_losses(train, actual, scores)
+    chosen = worst_rows(losses, train.slices.worst_rows)
+    if not len(chosen):
+        return []
+    rows = frame.iloc[chosen]
+    found = contributions(booster, rows, columns, threads)
+    records = []
+    for i, position in enumerate(chosen):
+        record: dict[str, Any] = {"row": int(position)}
+        if train.is_classification:
+            probabilities = class_probabilities(scores[position : position + 1])[0]
+            predicted = int(probabilities.argmax())
+            assert classes is not None
+            record |= {
+                "actual": _plain(classes[int(actual[position])]),
+                "predicted": _plain(classes[predicted]),
+                "probability_of_actual": float(probabilities[int(actual[position])]),
+            }
+            margin = found[i, predicted if found.shape[1] > 1 else 0]
+        else:
+            value = float(
+                inverse_target(scores[position : position + 1], train.target_transform)[0]
+            )
+            record |= {"actual": float(actual[position]), "predicted": value,
+                       "error": value - float(actual[position])}  # fmt: skip
+            margin = found[i, 0]
+        record["features"] = {c: _plain(rows[c].iloc[i]) for c in columns}
+        record["top_contributions"] = top_contributions(margin, columns)
+        records.append(record)
+    return records
+
+
+def top_contributions(margin: np.ndarray, columns: list[str]) -> list[dict[str, Any]]:
+    """The ``TOP_CONTRIBUTIONS`` largest |contributions| of one row (features only)."""
+    values = margin[:-1]
+    order = np.lexsort((np.arange(len(values)), -np.abs(values)))[:TOP_CONTRIBUTIONS]
+    return [{"feature": columns[j], "contribution": float(values[j])} for j in order]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready scalar (missing: None)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
