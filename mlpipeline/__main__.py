@@ -10,6 +10,7 @@
     experiment    run the pipeline as a DVC experiment with params overrides
     analyze       the searches analysed: leaderboard, sensitivity, robustness of the winner
     plots         the DVC plots as PNG and as a page that renders offline; the card as HTML
+    server        a team's tracking server here: mlflow server on PostgreSQL and S3 (to try)
     deps          each stage's code dependencies in dvc.yaml: checked, or written (--write)
 
 ``python -m mlpipeline <command> --help`` describes each. The five stages are ``stages/``,
@@ -36,6 +37,7 @@ COMMANDS = {
     "analyze": "mlpipeline.commands.analyze",
     "plots": "mlpipeline.commands.plots",
     "deps": "mlpipeline.commands.deps",
+    "server": "mlpipeline.commands.server",
 }
 
 

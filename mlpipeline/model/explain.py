@@ -77,28 +77,38 @@ def worst_predictions(
     found = contributions(booster, rows, columns, threads)
     records = []
     for i, position in enumerate(chosen):
-        record: dict[str, Any] = {"row": int(position)}
-        if train.is_classification:
-            probabilities = class_probabilities(scores[position : position + 1])[0]
-            predicted = int(probabilities.argmax())
-            assert classes is not None
-            record |= {
-                "actual": _plain(classes[int(actual[position])]),
-                "predicted": _plain(classes[predicted]),
-                "probability_of_actual": float(probabilities[int(actual[position])]),
-            }
-            margin = found[i, predicted if found.shape[1] > 1 else 0]
-        else:
-            value = float(
-                inverse_target(scores[position : position + 1], train.target_transform)[0]
-            )
-            record |= {"actual": float(actual[position]), "predicted": value,
-                       "error": value - float(actual[position])}  # fmt: skip
-            margin = found[i, 0]
+        record, margin = _outcome(train, actual, scores, int(position), classes, found[i])
         record["features"] = {c: _plain(rows[c].iloc[i]) for c in columns}
         record["top_contributions"] = top_contributions(margin, columns)
         records.append(record)
     return records
+
+
+def _outcome(
+    train: TrainParams,
+    actual: np.ndarray,
+    scores: np.ndarray,
+    position: int,
+    classes: list | None,
+    found: np.ndarray,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One worst row's actual and predicted values, and the contributions to explain: to the
+    predicted class's margin (classification) or to the raw score (regression)."""
+    record: dict[str, Any] = {"row": position}
+    if train.is_classification:
+        probabilities = class_probabilities(scores[position : position + 1])[0]
+        predicted = int(probabilities.argmax())
+        assert classes is not None
+        record |= {
+            "actual": _plain(classes[int(actual[position])]),
+            "predicted": _plain(classes[predicted]),
+            "probability_of_actual": float(probabilities[int(actual[position])]),
+        }
+        return record, found[predicted if found.shape[0] > 1 else 0]
+    value = float(inverse_target(scores[position : position + 1], train.target_transform)[0])
+    record |= {"actual": float(actual[position]), "predicted": value,
+               "error": value - float(actual[position])}  # fmt: skip
+    return record, found[0]
 
 
 def top_contributions(margin: np.ndarray, columns: list[str]) -> list[dict[str, Any]]:

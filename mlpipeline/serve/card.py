@@ -212,6 +212,28 @@ def linked_to_run(card: str, run_id: str) -> str:
     return card.replace("](plots/", f"](get-artifact?run_uuid={run_id}&path=plots/")
 
 
+# MLflow keeps a model version's description in a VARCHAR(5000) column: SQLite ignores the
+# length, PostgreSQL and MySQL refuse a longer value (the whole registration fails).
+DESCRIPTION_LIMIT = 5000
+
+
+def registry_description(
+    card: str, run_id: str, version: str, decision: Decision, tags: dict[str, str]
+) -> str:
+    """The version's description: the card (plots served from run ``run_id``) and the
+    registry's section; a card too long for the registry is cut at a line, pointing to the
+    whole card among the run's artifacts."""
+    registry = registry_section(version, decision, tags)
+    text = linked_to_run(card, run_id)
+    if len(text) + len(registry) <= DESCRIPTION_LIMIT:
+        return text + registry
+    note = (
+        f"\n*The card is cut here to fit the registry: all of it is in run {run_id}'s artifacts.*\n"
+    )
+    head = text[: DESCRIPTION_LIMIT - len(registry) - len(note)]
+    return head[: head.rfind("\n") + 1] + note + registry
+
+
 def registry_section(version: str, decision: Decision, tags: dict[str, str]) -> str:
     """The registry's part of the card (the model version's description in MLflow): the
     version, the gate's decision and where the model came from on this machine."""

@@ -36,7 +36,7 @@ from mlpipeline.data.sources import source_version
 from mlpipeline.features import transform
 from mlpipeline.features.transform import FeatureSpec
 from mlpipeline.model.metrics import classification_metrics, regression_metrics
-from mlpipeline.serve.card import linked_to_run, registry_section
+from mlpipeline.serve.card import registry_description
 from mlpipeline.track.registry import (
     SPLIT_DEFINITION_TAG,
     SPLIT_TAG,
@@ -46,7 +46,7 @@ from mlpipeline.track.registry import (
     lineage_decision,
     locked_hashes,
     model_id_of,
-    set_champion,
+    settled_promotion,
     slice_failures,
     split_change,
     split_digest,
@@ -353,15 +353,17 @@ def register(
     client.set_registered_model_alias(name, CHALLENGER, version)
     tags = {**tags, **machine_tags(client, run, kwargs, tags)}
     set_version_tags(client, name, version, tags)
-    decision = judge(
-        client, name, version, challenger, held_out, params, split, tags.get(PACKAGE_TAG, "")
-    )
-    decision = blocked_by_slices(decision, slice_failures(slices, params.package.gate.slices))
-    if decision.promote:
-        set_champion(client, name, version)
+    failures = slice_failures(slices, params.package.gate.slices)
+    digest = tags.get(PACKAGE_TAG, "")
+
+    def decide() -> Decision:
+        verdict = judge(client, name, version, challenger, held_out, params, split, digest)
+        return blocked_by_slices(verdict, failures)
+
+    decision = settled_promotion(client, name, version, decide)
     gate = {"gate.decision": decision.reason, "gate.comparable": str(decision.comparable)}
     set_version_tags(client, name, version, gate)
-    description = linked_to_run(card, run.run_id) + registry_section(version, decision, tags)
+    description = registry_description(card, run.run_id, version, decision, tags)
     client.update_model_version(name, version, description=description)
     run.log_metrics(
         {"gate.promoted": int(decision.promote), f"held_out.{decision.metric}": decision.challenger}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,33 @@ def set_champion(client: Any, name: str, version: str) -> str | None:
         client.set_model_version_tag(name, str(version), PREVIOUS_TAG, previous)
     client.set_registered_model_alias(name, CHAMPION, str(version))
     return previous
+
+
+JUDGE_ATTEMPTS = 3
+
+
+def settled_promotion(
+    client: Any, name: str, version: str, decide: Callable[[], Decision]
+) -> Decision:
+    """The gate's decision (``decide``) on ``version``, and the champion moved to it if it
+    wins. Clones sharing a tracking server package at the same time, and the registry has no
+    compare-and-set: if another version became champion while this one was judged, it is
+    judged again against that one, so a slower, worse challenger never replaces a better
+    champion it was not compared with (left: the moment between reading the alias and
+    setting it)."""
+    for _ in range(JUDGE_ATTEMPTS):
+        decision = decide()
+        if not decision.promote:
+            return decision
+        current = version_by_alias(client, name, CHAMPION)
+        now = None if current is None else str(current.version)
+        judged = decision.champion_version
+        if now == (None if judged is None else str(judged)):
+            set_champion(client, name, version)
+            return decision
+        log.info("champion moved to v%s while v%s was judged: judging again", now, version)
+    reason = f"the champion moved {JUDGE_ATTEMPTS} times while v{version} was judged; it stays"
+    return replace(decision, promote=False, reason=f"{reason} (rerun the package stage)")
 
 
 def rollback(client: Any, name: str, to: str | None = None) -> tuple[str, str]:

@@ -366,6 +366,10 @@ def stage_run(
     try:
         yield run
         status = "FINISHED"
+    except Exception as exc:  # the store refusing a call the stage made itself: no traceback
+        if not is_store_error(exc):
+            raise
+        raise PipelineError(store_problem(tracking_uri(repo_root()), exc)) from exc
     finally:
         try:
             uri = run.close(status, raise_errors=status == "FINISHED")

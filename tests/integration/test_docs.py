@@ -53,8 +53,11 @@ COVERED = {
     "test_dask_engine.py::test_metrics_within_tolerance",
     r"dvc remote (add|modify) .*|dvc push": "tests/integration/test_s3_remote.py::"
     "test_push_from_one_clone_and_pull_into_another",
-    r"pip install psycopg2-binary boto3|export AWS_.*|mlflow server .*": "tests/integration/"
-    "test_tracking_server.py::test_every_stage_trial_and_the_model_land_on_the_server",
+    r"pip install psycopg2-binary boto3|export (AWS_|MLFLOW_S3_).*|mlflow server .*": "tests/"
+    "integration/test_team_server.py::"
+    "test_four_experiments_from_two_clones_at_once_all_land_on_the_server",
+    r"python -m mlpipeline server --postgres --s3 --home .*": "tests/integration/"
+    "test_team_server.py::test_four_experiments_from_two_clones_at_once_all_land_on_the_server",
     r"python -m mlpipeline rollout build --mode (shadow|off)": "tests/integration/"
     "test_rollout_serving.py::test_shadow_answers_with_the_champion_and_logs_both_versions",
     r"python -m mlpipeline rollout build --mode canary --share [0-9.]+": "tests/integration/"
@@ -147,7 +150,14 @@ def test_the_experiment_command_runs_dvc_exp_run(pipeline):
 
 
 @pytest.mark.parametrize(
-    "module", ["benchmarks", "benchmarks.search", "benchmarks.serving", "benchmarks.validate"]
+    "module",
+    [
+        "benchmarks",
+        "benchmarks.search",
+        "benchmarks.serving",
+        "benchmarks.validate",
+        "benchmarks.team_server",
+    ],
 )
 def test_the_benchmarks_start(module, pipeline):
     """Each documented benchmark parses its options (running them takes minutes to hours)."""

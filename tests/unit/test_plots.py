@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from mlpipeline.serve.card import card_html, linked_to_run, plots_section
+from mlpipeline.serve.card import (
+    DESCRIPTION_LIMIT,
+    card_html,
+    linked_to_run,
+    plots_section,
+    registry_description,
+)
 from mlpipeline.track.plots import plot_definitions, present, vega_lite_spec, vega_lite_version
-from mlpipeline.track.registry import model_id_of, run_datasets
+from mlpipeline.track.registry import Decision, model_id_of, run_datasets
 
 DVC_YAML = """
 stages: {}
@@ -162,3 +168,17 @@ def test_the_card_s_segment_table_marks_small_segments_and_names_the_worst():
     assert "| 7 | 100 | 160 | +60 | shop=airport, size=1.25 | shop +0.4 |" in table
     assert "log1p-transformed target's scale" in table
     assert segments_section(None) == "" and worst_section([], {}) == ""
+
+
+def test_a_long_card_is_cut_at_a_line_to_fit_the_registry_and_keeps_its_registry_section():
+    decision = Decision(True, "beats the champion", "rmse", 1.0)
+    tags = {"git.commit": "abc", "train.run_id": "r1", "validation.report": "runs:/p/v.json"}
+    short = "# Card\n\n| a | b |\n"
+    assert registry_description(short, "p", "3", decision, tags).startswith(short)
+    long = "# Card\n" + "".join(f"| segment {i} | {i} |\n" for i in range(1000))
+    cut = registry_description(long, "p", "3", decision, tags)
+    assert len(cut) <= DESCRIPTION_LIMIT < len(long)
+    assert cut.endswith(registry_description("", "p", "3", decision, tags))
+    body = cut.split("\n*The card is cut here")[0]
+    assert long.startswith(body) and body.endswith("|\n")  # whole lines only
+    assert "run p's artifacts" in cut

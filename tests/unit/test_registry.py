@@ -15,6 +15,7 @@ from mlpipeline.track.registry import (
     gate_decision,
     lineage_decision,
     locked_hashes,
+    settled_promotion,
     split_change,
     split_definition,
     split_digest,
@@ -199,3 +200,56 @@ def test_the_slice_gate_blocks_a_promotion_naming_the_segment():
     )
     kept = gate_decision({"r2": 0.5, "rmse": 500}, None, GATE, "rmse")  # already kept: unchanged
     assert blocked_by_slices(kept, failures) == kept
+
+
+class MovingRegistry:
+    """A registry whose champion alias another clone moves (to ``moves``, in turn) each time
+    this one reads it after judging."""
+
+    def __init__(self, champion: str | None, moves: list[str]) -> None:
+        self.champion, self.moves = champion, list(moves)
+        self.set: list[str] = []
+
+    def get_model_version_by_alias(self, name, alias):
+        from mlflow.exceptions import MlflowException
+
+        if self.champion is None:
+            raise MlflowException("no alias")
+        return SimpleNamespace(version=self.champion, tags={})
+
+    def set_registered_model_alias(self, name, alias, version):
+        self.champion = version
+        self.set.append(version)
+
+    def set_model_version_tag(self, name, version, key, value):
+        pass
+
+    def judged(self, scores: dict[str, float], versus: dict[str, dict[str, float]]):
+        """The gate against whichever version is champion when it starts; then the other
+        clone may promote its own."""
+
+        def decide():
+            current = self.champion
+            champion = versus.get(current) if current else None
+            decision = gate_decision(scores, champion, GATE, "rmse", current)
+            if self.moves:
+                self.champion = self.moves.pop(0)
+            return decision
+
+        return decide
+
+
+def test_a_challenger_is_judged_again_when_the_champion_moved_meanwhile():
+    scores = {"rmse": 500.0, "r2": 0.95}
+    versus = {"1": {"rmse": 600.0, "r2": 0.9}, "2": {"rmse": 400.0, "r2": 0.97}}
+    registry = MovingRegistry("1", moves=["2"])  # v2, better than this one, won meanwhile
+    decision = settled_promotion(registry, "m", "3", registry.judged(scores, versus))
+    assert not decision.promote and decision.champion_version == "2"
+    assert registry.champion == "2" and registry.set == []
+    quiet = MovingRegistry("1", moves=[])
+    assert settled_promotion(quiet, "m", "3", quiet.judged(scores, versus)).promote
+    assert quiet.champion == "3" and quiet.set == ["3"]
+    restless = MovingRegistry(None, moves=["1", "4", "5"])  # a new champion at every look
+    versus |= {"4": versus["1"], "5": versus["1"]}
+    decision = settled_promotion(restless, "m", "3", restless.judged(scores, versus))
+    assert not decision.promote and "moved 3 times" in decision.reason

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from mlpipeline.core.errors import PipelineError
 from mlpipeline.data.io import file_md5
 from mlpipeline.track.runs import (
     EXECUTION_TAG,
@@ -161,3 +162,13 @@ def test_the_tracking_helper_runs_at_a_lower_cpu_priority_than_the_stage(mlflow_
     with stage_run("polite", {}, inputs={}) as run:
         helper = run._executor.submit(os.nice, 0).result()  # os.nice(0) reads the niceness
     assert helper == min(19, os.nice(0) + HELPER_NICENESS)
+
+
+def test_a_call_the_store_refuses_in_the_stage_ends_in_a_message_naming_the_store(mlflow_store):
+    """E.g. PostgreSQL refusing a value longer than its column: a message, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    refused = MlflowException("value too long for type character varying(5000)")
+    expected = r"(?s)tracking store sqlite:.*varying\(5000\)"
+    with pytest.raises(PipelineError, match=expected), stage_run("x", {}, inputs={}):
+        raise refused
