@@ -54,9 +54,11 @@ from mlpipeline.track.registry import (
 )
 from mlpipeline.track.runs import (
     BOOSTER_TAG,
+    EXECUTION_TAG,
     DatasetRef,
     StageRun,
     dataset_entity,
+    execution_key,
     git_state,
     repo_root,
 )
@@ -214,14 +216,23 @@ def params_digest(params: Params) -> str:
 
 
 def train_run_id(client: Any, experiment_id: str, booster_md5: str) -> str:
-    """The train run that wrote this booster (it tags its runs with the booster's MD5)."""
+    """The train run that wrote this booster (it tags its runs with the booster's MD5). The
+    same data and params give the same booster in every clone and experiment, so among the
+    runs that wrote it: the one of this pipeline execution, else of this DVC experiment, else
+    the newest."""
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{BOOSTER_TAG}` = '{booster_md5}'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
+        max_results=100,
     )
-    return runs[0].info.run_id if runs else ""
+    if not runs:
+        return ""
+    here = {EXECUTION_TAG: execution_key(), "dvc.exp_name": os.environ.get("DVC_EXP_NAME", "")}
+    for key, value in here.items():
+        if value and (found := [r for r in runs if r.data.tags.get(key) == value]):
+            return found[0].info.run_id
+    return runs[0].info.run_id
 
 
 def reproducible_mlmodel(folder: Path) -> None:

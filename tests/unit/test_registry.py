@@ -253,3 +253,31 @@ def test_a_challenger_is_judged_again_when_the_champion_moved_meanwhile():
     versus |= {"4": versus["1"], "5": versus["1"]}
     decision = settled_promotion(restless, "m", "3", restless.judged(scores, versus))
     assert not decision.promote and "moved 3 times" in decision.reason
+
+
+def test_the_train_run_of_a_booster_is_this_executions_then_this_experiments(monkeypatch):
+    """Two clones training the same params write the same booster: the package stage links
+    the train run of its own execution, not the newest run that wrote those bytes."""
+    from mlpipeline.serve import packaging
+    from mlpipeline.track.runs import EXECUTION_TAG
+
+    def train_run(run_id, execution, experiment):
+        tags = {EXECUTION_TAG: execution, "dvc.exp_name": experiment}
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id), data=SimpleNamespace(tags=tags))
+
+    newest_first = [train_run("bob", "e2", "bob-1"), train_run("alice", "e1", "alice-1")]
+
+    class Client:
+        def search_runs(self, experiments, filter_string, order_by, max_results):
+            return newest_first
+
+    monkeypatch.setattr(packaging, "execution_key", lambda: "e1")
+    monkeypatch.setenv("DVC_EXP_NAME", "bob-1")
+    assert packaging.train_run_id(Client(), "1", "md5") == "alice"  # this execution's
+    monkeypatch.setattr(packaging, "execution_key", lambda: "e9")
+    assert packaging.train_run_id(Client(), "1", "md5") == "bob"  # this experiment's
+    monkeypatch.delenv("DVC_EXP_NAME")
+    newest_first.reverse()
+    assert packaging.train_run_id(Client(), "1", "md5") == "alice"  # else the newest
+    newest_first.clear()
+    assert packaging.train_run_id(Client(), "1", "md5") == ""
