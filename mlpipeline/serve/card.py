@@ -221,17 +221,24 @@ def registry_description(
     card: str, run_id: str, version: str, decision: Decision, tags: dict[str, str]
 ) -> str:
     """The version's description: the card (plots served from run ``run_id``) and the
-    registry's section; a card too long for the registry is cut at a line, pointing to the
-    whole card among the run's artifacts."""
+    registry's section. A card too long for the registry loses the bodies of its longest
+    sections first (each replaced by a pointer to the whole card among the run's artifacts;
+    the plots stay), and is cut at a line only if that is not enough."""
     registry = registry_section(version, decision, tags)
-    text = linked_to_run(card, run_id)
-    if len(text) + len(registry) <= DESCRIPTION_LIMIT:
-        return text + registry
-    note = (
-        f"\n*The card is cut here to fit the registry: all of it is in run {run_id}'s artifacts.*\n"
-    )
-    head = text[: DESCRIPTION_LIMIT - len(registry) - len(note)]
-    return head[: head.rfind("\n") + 1] + note + registry
+    room = DESCRIPTION_LIMIT - len(registry)
+    note = f"*Shortened to fit the registry: the whole card is in run {run_id}'s artifacts.*\n"
+    head, *sections = linked_to_run(card, run_id).split("\n## ")
+    parts = [head, *(f"## {part}" for part in sections)]
+    longest_first = sorted(range(1, len(parts)), key=lambda i: -len(parts[i]))
+    for i in [i for i in longest_first if not parts[i].startswith("## Plots")]:
+        if len("\n".join(parts)) <= room:
+            break
+        parts[i] = f"{parts[i].splitlines()[0]}\n\n{note}"
+    text = "\n".join(parts)
+    if len(text) > room:
+        text = text[: room - len(note) - 1]
+        text = text[: text.rfind("\n") + 1] + "\n" + note
+    return text + registry
 
 
 def registry_section(version: str, decision: Decision, tags: dict[str, str]) -> str:

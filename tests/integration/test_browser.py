@@ -86,12 +86,13 @@ def test_a_critical_failure_is_shown_first_and_in_words(browser, pipeline, shots
 def test_the_model_card_shows_its_plots(browser, rendered, shots):
     loaded = f"({IMAGES_LOADED}) && document.images.length"
     page = browser.visit((rendered / "model_card.html").as_uri(), loaded, shots / "model_card.png")
-    assert page.ready == 3 and page.errors == [], page.errors  # a missing image is an error
+    assert page.ready == 4 and page.errors == [], page.errors  # a missing image is an error
     assert "Model card: diamonds-price" in page.text and "Known limits" in page.text
     assert sorted(p.name for p in (rendered / "plots").glob("*.png")) == [
         "importance.png",
         "predictions.png",
         "search.png",
+        "slices.png",
     ]
 
 

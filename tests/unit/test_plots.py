@@ -170,15 +170,22 @@ def test_the_card_s_segment_table_marks_small_segments_and_names_the_worst():
     assert segments_section(None) == "" and worst_section([], {}) == ""
 
 
-def test_a_long_card_is_cut_at_a_line_to_fit_the_registry_and_keeps_its_registry_section():
+def test_a_long_card_loses_its_longest_sections_first_and_keeps_its_plots_for_the_registry():
     decision = Decision(True, "beats the champion", "rmse", 1.0)
     tags = {"git.commit": "abc", "train.run_id": "r1", "validation.report": "runs:/p/v.json"}
-    short = "# Card\n\n| a | b |\n"
-    assert registry_description(short, "p", "3", decision, tags).startswith(short)
-    long = "# Card\n" + "".join(f"| segment {i} | {i} |\n" for i in range(1000))
-    cut = registry_description(long, "p", "3", decision, tags)
-    assert len(cut) <= DESCRIPTION_LIMIT < len(long)
-    assert cut.endswith(registry_description("", "p", "3", decision, tags))
-    body = cut.split("\n*The card is cut here")[0]
-    assert long.startswith(body) and body.endswith("|\n")  # whole lines only
-    assert "run p's artifacts" in cut
+    registry = registry_description("", "p", "3", decision, tags)
+    short = "# Card\n\n## Metrics\n| a | b |\n"
+    assert registry_description(short, "p", "3", decision, tags) == short + registry
+    rows = "".join(f"| segment {i} | {i} |\n" for i in range(400))
+    long = f"# Card\n\n## Metrics\n| r2 | 0.9 |\n\n## Segments\n{rows}\n## Worst\n{rows}"
+    long += "\n## Plots\n![p](plots/p.png)\n"
+    kept = registry_description(long, "p", "3", decision, tags)
+    assert len(kept) <= DESCRIPTION_LIMIT < len(long) and kept.endswith(registry)
+    assert "| r2 | 0.9 |" in kept and "## Segments" in kept and "## Worst" in kept
+    assert "get-artifact?run_uuid=p&path=plots/p.png" in kept  # the plots stay
+    assert "Shortened to fit the registry" in kept and "run p's artifacts" in kept
+    one_block = "# Card\n" + rows * 3
+    cut = registry_description(one_block, "p", "3", decision, tags)
+    assert len(cut) <= DESCRIPTION_LIMIT and cut.endswith(registry)
+    body = cut.split("\n*Shortened")[0]
+    assert one_block.startswith(body) and body.endswith("|\n")  # whole lines only
