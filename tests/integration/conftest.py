@@ -156,3 +156,29 @@ def pipeline(tmp_path_factory) -> Path:
     run(["dvc", "repro"], repo)
     git_commit(repo, "pipeline run")
     return repo
+
+
+def start_queue(repo: Path, extra_env: dict[str, str] | None = None) -> None:
+    """``dvc queue start -j 2`` with its output in a file: the workers it starts inherit the
+    output (a pipe would keep the call waiting until they exit) and the environment."""
+    with open(repo.parent / "queue-start.log", "w") as out:
+        done = subprocess.run(
+            ["dvc", "queue", "start", "-j", "2"],
+            cwd=repo,
+            env={**env(), **(extra_env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
+    assert done.returncode == 0, (repo.parent / "queue-start.log").read_text()
+
+
+def wait_for_queue(repo: Path, seconds: float = 1500) -> str:
+    """``dvc queue status`` once nothing is running or queued."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if not any(word in status for word in ("Running", "Queued")):
+            return status
+        time.sleep(5)
+    raise AssertionError(f"queue still busy after {seconds}s:\n{status}")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import _copy_repository, env, git_commit, run, set_params
+from tests.integration.conftest import (
+    _copy_repository,
+    git_commit,
+    run,
+    set_params,
+    start_queue,
+    wait_for_queue,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,31 +61,6 @@ def runs_of(repo: Path, exp_name: str) -> dict[str, object]:
     return {r.data.tags.get("pipeline.stage", r.info.run_name): r for r in found}
 
 
-def start_workers(repo: Path) -> None:
-    """``dvc queue start -j 2`` with its output in a file: the workers it starts inherit the
-    output, so a pipe would keep the call waiting until they exit."""
-    with open(repo.parent / "queue-start.log", "w") as out:
-        done = subprocess.run(
-            ["dvc", "queue", "start", "-j", "2"],
-            cwd=repo,
-            env=env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-        )
-    assert done.returncode == 0, (repo.parent / "queue-start.log").read_text()
-
-
-def wait_for_queue(repo: Path, seconds: float = 1200) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], repo).stdout
-        if not any(word in status for word in ("Running", "Queued")):
-            return status
-        time.sleep(5)
-    raise AssertionError(f"queue still busy after {seconds}s:\n{status}")
-
-
 def test_queued_experiments_on_a_fresh_clone_with_two_workers_land_in_one_store(fresh_clone):
     """Both start at once against a store that does not exist yet; neither loses a run."""
     workspace = fresh_clone
@@ -99,7 +79,7 @@ def test_queued_experiments_on_a_fresh_clone_with_two_workers_land_in_one_store(
             ],
             workspace,
         )
-    start_workers(workspace)
+    start_queue(workspace)
     status = wait_for_queue(workspace)
     assert "Failed" not in status, status
     shown = json.loads(run(["dvc", "exp", "show", "--json"], workspace).stdout)

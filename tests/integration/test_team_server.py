@@ -22,7 +22,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import BIN, STAGES, env, free_port, run, set_params, wait_for
+from tests.integration.conftest import (
+    BIN,
+    STAGES,
+    env,
+    free_port,
+    run,
+    set_params,
+    start_queue,
+    wait_for,
+    wait_for_queue,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -109,31 +119,6 @@ def runs_by_experiment(uri: str) -> dict[str, dict[str, object]]:
     return named
 
 
-def start_queue(repo: Path, uri: str) -> None:
-    """``dvc queue start -j 2``; its workers inherit the output (so a file, not a pipe) and
-    the environment (so the tracking URI)."""
-    with open(repo.parent / "queue-start.log", "w") as out:
-        done = subprocess.run(
-            ["dvc", "queue", "start", "-j", "2"],
-            cwd=repo,
-            env={**env(), "MLFLOW_TRACKING_URI": uri},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-        )
-    assert done.returncode == 0, (repo.parent / "queue-start.log").read_text()
-
-
-def wait_for_queue(repo: Path, seconds: float = 1500) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], repo).stdout
-        if not any(word in status for word in ("Running", "Queued")):
-            return status
-        time.sleep(5)
-    raise AssertionError(f"queue still busy after {seconds}s:\n{status}")
-
-
 def shown_experiments(repo: Path) -> set[str]:
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     return {
@@ -163,7 +148,7 @@ def team(pipeline, shared_folder, tmp_path_factory):
                 command = ["dvc", "exp", "run", "--queue", "-n", name, *LIGHT]
                 run([*command, "-S", f"train.search.n_calls={calls}"], clones[who])
         for who in EXPERIMENTS:
-            start_queue(clones[who], uri)
+            start_queue(clones[who], {"MLFLOW_TRACKING_URI": uri})
         statuses = {who: wait_for_queue(clones[who]) for who in EXPERIMENTS}
         yield uri, clones, statuses
 
