@@ -282,7 +282,8 @@ def tracking(workspace: Path, root: Path, calls: int, repeat: int, say) -> dict:
             command = [
                 PYTHON, "-m", "stages.train", "--params", str(path),
                 "--features", "data/features", "--model-dir", str(out / "model"),
-                "--metrics", str(out / "metrics.json"), "--plots-dir", str(out / "plots"),
+                "--metrics", str(out / "metrics.json"), "--slices", str(out / "slices.json"),
+                "--plots-dir", str(out / "plots"),
                 "--checkpoint-dir", str(out / "checkpoint"),
             ]  # fmt: skip
             env = workspace_env({"PIPELINE_TRACKING": mode})

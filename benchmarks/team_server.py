@@ -54,7 +54,8 @@ def train_command(params: Path, out: Path) -> list[str]:
     return [
         PYTHON, "-m", "stages.train", "--params", str(params),
         "--features", "data/features", "--model-dir", str(out / "model"),
-        "--metrics", str(out / "metrics.json"), "--plots-dir", str(out / "plots"),
+        "--metrics", str(out / "metrics.json"), "--slices", str(out / "slices.json"),
+        "--plots-dir", str(out / "plots"),
         "--checkpoint-dir", str(out / "checkpoint"),
     ]  # fmt: skip
 

@@ -201,7 +201,9 @@ def wait_until_ready(url: str, process: subprocess.Popen, server_log: Path) -> N
 
 
 @contextmanager
-def mlflow_server(command: list[str], env: dict[str, str], server_log: Path) -> Iterator[None]:
+def mlflow_server(
+    command: list[str], env: dict[str, str], server_log: Path
+) -> Iterator[subprocess.Popen]:
     """``command`` in its own process group until the block ends (SIGTERM, then SIGKILL)."""
     with open(server_log, "ab") as errors:
         process = subprocess.Popen(

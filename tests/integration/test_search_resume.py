@@ -32,7 +32,8 @@ def _train(pipeline: Path, out: Path, params: Path, checkpoints: Path) -> list[s
     return [
         str(BIN / "python"), "-m", "stages.train", "--params", str(params),
         "--features", "data/features", "--model-dir", str(out / "model"),
-        "--metrics", str(out / "metrics.json"), "--plots-dir", str(out / "plots"),
+        "--metrics", str(out / "metrics.json"), "--slices", str(out / "slices.json"),
+        "--plots-dir", str(out / "plots"),
         "--checkpoint-dir", str(checkpoints),
     ]  # fmt: skip
 
