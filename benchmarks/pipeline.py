@@ -268,6 +268,16 @@ def heavy_imports(trace: str) -> dict[str, float]:
     return found
 
 
+def train_command(params: Path, out: Path) -> list[str]:
+    """The train stage on the workspace's features, its outputs and checkpoints under ``out``."""
+    return [
+        PYTHON, "-m", "stages.train", "--params", str(params),
+        "--features", "data/features", "--model-dir", str(out / "model"),
+        "--metrics", str(out / "metrics.json"), "--slices", str(out / "slices.json"),
+        "--plots-dir", str(out / "plots"), "--checkpoint-dir", str(out / "checkpoint"),
+    ]  # fmt: skip
+
+
 def tracking(workspace: Path, root: Path, calls: int, repeat: int, say) -> dict:
     """The train stage on the workspace's features, MLflow on and off, interleaved."""
     params = yaml.safe_load((workspace / "params.yaml").read_text())
@@ -279,13 +289,7 @@ def tracking(workspace: Path, root: Path, calls: int, repeat: int, say) -> dict:
     for n in range(repeat):
         for mode in ("on", "off"):
             out = root / f"train-{mode}-{n}"
-            command = [
-                PYTHON, "-m", "stages.train", "--params", str(path),
-                "--features", "data/features", "--model-dir", str(out / "model"),
-                "--metrics", str(out / "metrics.json"), "--slices", str(out / "slices.json"),
-                "--plots-dir", str(out / "plots"),
-                "--checkpoint-dir", str(out / "checkpoint"),
-            ]  # fmt: skip
+            command = train_command(path, out)
             env = workspace_env({"PIPELINE_TRACKING": mode})
             times[mode].append(run(command, workspace, env)[0])
         say(f"train, tracking on/off #{n + 1}: {times['on'][-1]:.1f} / {times['off'][-1]:.1f} s")

@@ -26,7 +26,7 @@ from statistics import median
 import yaml
 
 from benchmarks.harness import load_1min
-from benchmarks.pipeline import PYTHON, make_workspace, run, workspace_env
+from benchmarks.pipeline import PYTHON, make_workspace, run, train_command, workspace_env
 
 OUT = Path(__file__).with_name("results_team_server.md")
 TARGET = 1.10
@@ -48,16 +48,6 @@ def start_stack(home: Path) -> tuple[subprocess.Popen, str]:
         stack.kill()
         raise SystemExit(f"the stack did not start: {line!r}")
     return stack, line.split("=", 1)[1].strip()
-
-
-def train_command(params: Path, out: Path) -> list[str]:
-    return [
-        PYTHON, "-m", "stages.train", "--params", str(params),
-        "--features", "data/features", "--model-dir", str(out / "model"),
-        "--metrics", str(out / "metrics.json"), "--slices", str(out / "slices.json"),
-        "--plots-dir", str(out / "plots"),
-        "--checkpoint-dir", str(out / "checkpoint"),
-    ]  # fmt: skip
 
 
 def measure(workspace: Path, root: Path, uri: str, calls: int, repeat: int) -> dict:
