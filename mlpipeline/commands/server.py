@@ -153,7 +153,8 @@ def postgres(home: Path, user: str | None) -> Iterator[str]:
     port = free_port()
     options = f"-h 127.0.0.1 -p {port} -k {folder}"  # the socket in the cluster, not /run
     server_log = folder / "server.log"
-    _tool(user, pg_ctl, "start", "-w", "-D", str(folder), "-l", str(server_log), "-o", options)
+    start = ("start", "-w", "-D", str(folder), "-l", str(server_log), "-o", options)
+    _tool(user, pg_ctl, *start, log_file=server_log)
     try:
         create_database(port)
         log.info("PostgreSQL on 127.0.0.1:%d, cluster %s", port, folder)
@@ -175,7 +176,7 @@ def s3_bucket() -> Iterator[dict[str, str]]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        keys = {f"aws_{k.lower().removeprefix('aws_')}": v for k, v in LOCAL_S3_KEYS.items()}
+        keys = {name.lower(): value for name, value in LOCAL_S3_KEYS.items()}  # boto3's names
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **keys)
         s3.create_bucket(Bucket=BUCKET)
         log.info("S3 endpoint %s, bucket %s (in memory)", endpoint, BUCKET)
