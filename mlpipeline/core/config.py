@@ -227,6 +227,8 @@ class SearchParams(_Section):
     max_trial_rows: Annotated[int, Field(ge=100)] | None = 50_000  # the trials cross-validate
     # on a seeded sample of at most this many training rows (null: all); the winner is refit
     # on all of them, its rounds found by early stopping on a seeded tenth
+    finalists: Annotated[int, Field(ge=1)] = 3  # trials on a sample: this many of the best
+    # are trained again on all training rows but that tenth; the best on it wins
     time_budget_s: Annotated[float, Field(gt=0)] | None = None  # no new trials after this many
     # seconds (null: off). Not reproducible: how many trials fit depends on the machine
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50

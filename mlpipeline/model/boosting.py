@@ -176,6 +176,38 @@ def refit(frame: pd.DataFrame, y: np.ndarray, columns: list[str], params: dict, 
     return lgb.train(params, dataset, num_boost_round=rounds)
 
 
+class AllRows:
+    """All the training rows, for configurations the search's trials scored on a sample: each
+    is trained on nine tenths of them, early stopping on a seeded tenth, which gives its rounds
+    and its score on all rows (the last rung of successive halving). One LightGBM Dataset per
+    configuration; both parts are subsets of it (no copies of the table)."""
+
+    def __init__(self, frame: pd.DataFrame, y: np.ndarray, search: SearchParams, seed: int):
+        self.frame, self.y, self.search = frame, y, search
+        self.held_out = np.random.default_rng(seed).random(len(frame)) < 0.1
+
+    def dataset(self, columns: list[str], params: dict) -> Any:
+        import lightgbm as lgb
+
+        frame = model_frame(self.frame, columns)
+        return lgb.Dataset(frame, label=self.y, params={**params, "verbosity": -1}).construct()
+
+    def stopped(self, whole: Any, params: dict) -> tuple[float, int]:
+        """The score on the held-out tenth (minimised, as the search's) and the rounds."""
+        import lightgbm as lgb
+
+        search = self.search
+        booster = lgb.train(
+            params,
+            whole.subset(np.flatnonzero(~self.held_out)),
+            num_boost_round=search.max_rounds,
+            valid_sets=[whole.subset(np.flatnonzero(self.held_out))],
+            callbacks=[lgb.early_stopping(search.early_stopping_rounds, verbose=False)],
+        )
+        score = booster.best_score["valid_0"][search.metric]
+        return loss(search.metric, _stable(score)), max(booster.best_iteration, 1)
+
+
 def refit_all_rows(
     frame: pd.DataFrame,
     y: np.ndarray,
@@ -185,21 +217,12 @@ def refit_all_rows(
     seed: int,
 ) -> tuple[Any, int]:
     """The chosen configuration trained on all of ``frame`` (the search's trials saw a sample)
-    and its rounds: early stopping on a seeded tenth of the rows, trained on the rest. One
-    Dataset of all rows is built once; both parts are subsets of it (no copies of the table)."""
+    and its rounds, found by early stopping on a seeded tenth of the rows (``AllRows``)."""
     import lightgbm as lgb
 
-    whole = lgb.Dataset(model_frame(frame, columns), label=y, params={**params, "verbosity": -1})
-    held_out = np.random.default_rng(seed).random(len(frame)) < 0.1
-    stopped = lgb.train(
-        params,
-        whole.construct().subset(np.flatnonzero(~held_out)),
-        num_boost_round=search.max_rounds,
-        valid_sets=[whole.subset(np.flatnonzero(held_out))],
-        callbacks=[lgb.early_stopping(search.early_stopping_rounds, verbose=False)],
-    )
-    rounds = max(stopped.best_iteration, 1)
-    del stopped
+    rows = AllRows(frame, y, search, seed)
+    whole = rows.dataset(columns, params)
+    _, rounds = rows.stopped(whole, params)
     return lgb.train(params, whole, num_boost_round=rounds), rounds
 
 

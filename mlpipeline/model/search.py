@@ -273,8 +273,9 @@ def seeded_runner(
 
 
 def checkpoint_key(train: TrainParams, seed: int, data_digest: str) -> str:
-    """Changes whenever anything that shapes the search changes (never the runtime section)."""
-    shape = train.model_dump(mode="json")
+    """Changes whenever anything that shapes the search changes (never the runtime section,
+    nor what acts only after the search: the finalists, the slices)."""
+    shape = train.model_dump(mode="json", exclude={"slices": True, "search": {"finalists"}})
     text = json.dumps({"train": shape, "seed": seed, "data": data_digest}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from mlpipeline.data.io import path_md5
 from mlpipeline.data.names import IMPORTANCE, SEARCH_HISTORY, SLICES, TRAIN_FILE
 from mlpipeline.features.transform import FeatureSpec, model_frame, transform_target
 from mlpipeline.model.boosting import (
+    AllRows,
     CrossValidator,
     feature_columns,
     feature_set_name,
@@ -29,7 +30,6 @@ from mlpipeline.model.boosting import (
     loss,
     model_params,
     refit,
-    refit_all_rows,
     thread_count,
 )
 from mlpipeline.model.explain import mean_abs_contribution, worst_predictions
@@ -152,6 +152,7 @@ class Fitted:
     lightgbm_params: dict
     test_scores: np.ndarray
     oof_rows: np.ndarray | None = None  # the training rows ``oof`` scores (None: all of them)
+    finalists: list[dict[str, Any]] = field(default_factory=list)  # scored on all rows
 
 
 def fit(
@@ -176,21 +177,72 @@ def fit(
     runner = trial_runner(x_trials, y_trials, train, seed, jobs, per_job)
     kept = BestModels()
     trials = run_search(runner, train.search, seed, checkpoint, on_trial, kept)
-    best = best_trial(trials)
     cv = CrossValidator(x_trials, y_trials, train, seed, threads)
-    boosters = kept.boosters(best)
-    if boosters is None:  # replayed from a checkpoint: the best trial again (deterministic)
-        boosters = cv.evaluate(best.point)[3].boosters
-    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
+    best, booster, finalists = (
+        (best_trial(trials), None, [])
+        if rows is None  # the trials saw a sample: the best few are judged again on all rows
+        else refit_finalists(
+            x_train, y_train, trials, train, seed=seed, threads=threads, num_class=cv.num_class
+        )
+    )
     columns = feature_columns(train, best.point, x_train.columns)
     final = model_params(best.point, train, seed, threads, cv.num_class)
-    if rows is None:
+    if booster is None:
         booster = refit(x_train, y_train, columns, final, best.best_iteration)
-    else:  # the trials saw a sample: all rows want their own round count
-        booster, rounds = refit_all_rows(x_train, y_train, columns, final, train.search, seed)
-        log.info("refit on all %d training rows: %d rounds", len(x_train), rounds)
+    boosters = kept.boosters(best)
+    if boosters is None:  # replayed from a checkpoint, or not the search's best: CV it again
+        boosters = cv.evaluate(best.point)[3].boosters
+    oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
     test_scores = booster.predict(model_frame(x_test, columns), num_threads=threads)
-    return Fitted(trials, best, oof, booster, columns, final, test_scores, rows)
+    return Fitted(trials, best, oof, booster, columns, final, test_scores, rows, finalists)
+
+
+def refit_finalists(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    trials: list[Trial],
+    train: TrainParams,
+    *,
+    seed: int,
+    threads: int,
+    num_class: int,
+) -> tuple[Trial, Any, list[dict[str, Any]]]:
+    """The last rung of successive halving: the ``train.search.finalists`` best trials (scored
+    on a sample of the rows) each trained on all training rows but a seeded tenth, early
+    stopping on it; the best there wins and is trained on all rows at its rounds. Returns the
+    winner, its booster and each finalist's held-out score and rounds."""
+    import lightgbm as lgb
+
+    rows = AllRows(x_train, y_train, train.search, seed)
+    judged, winner = [], None
+    for trial in finalist_trials(trials, train.search.finalists):
+        config = model_params(trial.point, train, seed, threads, num_class)
+        whole = rows.dataset(feature_columns(train, trial.point, x_train.columns), config)
+        score, rounds = rows.stopped(whole, config)
+        judged.append({"number": trial.number, "held_out_score": score, "rounds": rounds})
+        if winner is None or score < winner[0]:
+            winner = (score, trial, whole, config, rounds)
+        del whole
+    assert winner is not None  # a search has at least one trial
+    _, best, whole, config, rounds = winner
+    described = ", ".join(
+        f"trial {j['number']} {j['held_out_score']:.6g} ({j['rounds']} rounds)" for j in judged
+    )
+    log.info(
+        "finalists on all %d training rows: %s; trial %d wins", len(x_train), described, best.number
+    )
+    return best, lgb.train(config, whole, num_boost_round=rounds), judged
+
+
+def finalist_trials(trials: list[Trial], count: int) -> list[Trial]:
+    """The ``count`` best trials by score (ties: the earlier), one per distinct point."""
+    chosen: list[Trial] = []
+    for trial in sorted(trials, key=lambda t: (t.score, t.number)):
+        if all(trial.point != c.point for c in chosen):
+            chosen.append(trial)
+        if len(chosen) == count:
+            break
+    return chosen
 
 
 def trial_rows(y: np.ndarray, train: TrainParams, seed: int) -> np.ndarray | None:
@@ -289,6 +341,7 @@ def model_summary(fitted: Fitted, target: Target, spec: FeatureSpec) -> dict[str
             k: v for k, v in fitted.lightgbm_params.items() if k not in RUNTIME_KEYS
         },
         "best_trial": {k: v for k, v in asdict(best).items() if k not in ("seconds", "reused")},
+        **({"finalists": fitted.finalists} if fitted.finalists else {}),
     }
 
 

@@ -50,3 +50,17 @@ def test_a_sampled_search_refit_on_every_row_is_about_as_good_as_a_full_search(
     sampled_rmse = regression_metrics(actual[1], fitted.test_scores)["rmse"]
     full_rmse = regression_metrics(actual[1], full.test_scores)["rmse"]
     assert sampled_rmse <= 1.05 * full_rmse
+
+
+def test_the_best_few_trials_are_judged_again_on_all_rows_and_the_best_there_wins(
+    sampled_and_full,
+):
+    (fitted, written, _), (_, full_written, _) = sampled_and_full
+    judged = written.summary["finalists"]
+    assert len(judged) == 3 and "finalists" not in full_written.summary
+    assert fitted.best.number == min(judged, key=lambda j: j["held_out_score"])["number"]
+    by_sample = sorted(fitted.trials, key=lambda t: (t.score, t.number))
+    assert {j["number"] for j in judged} <= {t.number for t in by_sample[:4]}
+    assert fitted.booster.num_trees() == next(
+        j["rounds"] for j in judged if j["number"] == fitted.best.number
+    )

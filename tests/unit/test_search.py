@@ -213,6 +213,7 @@ def test_checkpoint_key_follows_the_space_seed_and_data():
     assert checkpoint_key(train_params(n_calls=5), 1, "d") != base
     assert checkpoint_key(train_params(), 2, "d") != base
     assert checkpoint_key(train_params(), 1, "e") != base
+    assert checkpoint_key(train_params(finalists=1), 1, "d") == base  # acts after the search
 
 
 def test_out_of_fold_predictions_cover_every_row(synthetic_regression):

@@ -6,9 +6,17 @@ import pytest
 
 from mlpipeline.core.config import TrainParams
 from mlpipeline.core.errors import PipelineError
-from mlpipeline.model.boosting import importance_frame, model_params, refit, refit_all_rows
+from mlpipeline.model.boosting import AllRows, importance_frame, model_params, refit
 from mlpipeline.model.metrics import plot_frames, regression_metrics
-from mlpipeline.model.training import Target, encode_labels, target_classes, trial_rows
+from mlpipeline.model.search import Trial
+from mlpipeline.model.training import (
+    Target,
+    encode_labels,
+    finalist_trials,
+    refit_finalists,
+    target_classes,
+    trial_rows,
+)
 from tests.unit.test_search import train_params
 
 
@@ -98,18 +106,50 @@ def test_a_sample_keeps_each_class_share_and_every_rare_class():
     assert counts.tolist() == [300, 200, 2]  # a class of 2 rows keeps both (fewer than 3 folds)
 
 
-def test_the_refit_of_all_rows_stops_early_on_a_held_out_tenth_of_one_dataset(
-    synthetic_regression,
-):
+def test_the_rounds_on_all_rows_stop_early_on_a_held_out_tenth(synthetic_regression):
     frame, price = synthetic_regression
     train = train_params()
     point = {"learning_rate": 0.3, "num_leaves": 8, "min_child_samples": 10}
     params = model_params(point, train, 1, 1)
     y, columns = np.log1p(price), ["carat", "cut"]
-    booster, rounds = refit_all_rows(frame, y, columns, params, train.search, seed=1)
-    again, rounds_again = refit_all_rows(frame, y, columns, params, train.search, seed=1)
-    assert 1 <= rounds < train.search.max_rounds and rounds == rounds_again
-    assert booster.num_trees() == rounds
-    # the Dataset built once gives the model a fresh one gives
-    fresh = refit(frame, y, columns, params, rounds)
-    assert booster.model_to_string() == again.model_to_string() == fresh.model_to_string()
+    rows = AllRows(frame, y, train.search, seed=1)
+    score, rounds = rows.stopped(rows.dataset(columns, params), params)
+    again = AllRows(frame, y, train.search, seed=1)
+    assert (score, rounds) == again.stopped(again.dataset(columns, params), params)
+    assert 1 <= rounds < train.search.max_rounds
+    assert 0 < score < np.std(y[rows.held_out])  # better than the mean on the held-out tenth
+    assert 0.05 < rows.held_out.mean() < 0.15
+
+
+def _trial(number: int, score: float, **point) -> Trial:
+    return Trial(number, {"feature_set": "all", **point}, score, 0.0, 10, 1.0)
+
+
+def test_the_finalists_are_the_best_distinct_points():
+    a, b = {"learning_rate": 0.1}, {"learning_rate": 0.2}
+    trials = [_trial(0, 0.5, **a), _trial(1, 0.3, **b), _trial(2, 0.3, **b), _trial(3, 0.4, **a)]
+    assert [t.number for t in finalist_trials(trials, 2)] == [1, 3]
+    assert [t.number for t in finalist_trials(trials, 5)] == [1, 3]
+
+
+def test_a_finalist_that_scored_worse_on_the_sample_wins_on_all_rows(synthetic_regression):
+    frame, price = synthetic_regression
+    y = np.log1p(price)
+    starved = _trial(0, 0.1, learning_rate=0.03, num_leaves=2, min_child_samples=150)
+    able = _trial(1, 0.2, learning_rate=0.3, num_leaves=8, min_child_samples=10)
+    train = _with("regression", fixed={"lambda_l2": 0.0})
+
+    def refit_with(count: int):
+        search = train.search.model_copy(update={"finalists": count})
+        chosen = train.model_copy(update={"search": search})
+        return refit_finalists(frame, y, [starved, able], chosen, seed=1, threads=1, num_class=1)
+
+    best, booster, judged = refit_with(2)
+    assert best is able and [j["number"] for j in judged] == [0, 1]
+    assert judged[1]["held_out_score"] < judged[0]["held_out_score"]
+    assert booster.num_trees() == judged[1]["rounds"]
+    params = model_params(able.point, train, 1, 1)
+    fresh = refit(frame, y, ["carat", "cut", "noise"], params, judged[1]["rounds"])
+    assert booster.model_to_string() == fresh.model_to_string()  # trained on all rows
+    only, _, alone = refit_with(1)  # one finalist: the search's best, as before
+    assert only is starved and len(alone) == 1
