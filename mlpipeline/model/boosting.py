@@ -208,24 +208,6 @@ class AllRows:
         return loss(search.metric, _stable(score)), max(booster.best_iteration, 1)
 
 
-def refit_all_rows(
-    frame: pd.DataFrame,
-    y: np.ndarray,
-    columns: list[str],
-    params: dict,
-    search: SearchParams,
-    seed: int,
-) -> tuple[Any, int]:
-    """The chosen configuration trained on all of ``frame`` (the search's trials saw a sample)
-    and its rounds, found by early stopping on a seeded tenth of the rows (``AllRows``)."""
-    import lightgbm as lgb
-
-    rows = AllRows(frame, y, search, seed)
-    whole = rows.dataset(columns, params)
-    _, rounds = rows.stopped(whole, params)
-    return lgb.train(params, whole, num_boost_round=rounds), rounds
-
-
 _THREADS_LINE = re.compile(r"^\[num_threads: \d+\]$", re.MULTILINE)
 
 
