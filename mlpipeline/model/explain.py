@@ -9,6 +9,7 @@ odds; multiclass: one margin per class).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -23,7 +24,13 @@ from mlpipeline.features.transform import (
 )
 from mlpipeline.model.slices import row_losses
 
-IMPORTANCE_ROWS = 10_000  # test rows the mean |contribution| is taken over (a seeded sample)
+log = logging.getLogger(__name__)
+
+# The mean |contribution| is taken over a seeded sample of the test rows, as many as a fixed
+# amount of TreeSHAP work allows (so the same model gets the same rows on every machine):
+# CONTRIBUTION_WORK leaf x depth^2 units (about 3 s of one core here), within these bounds.
+IMPORTANCE_ROWS = (100, 10_000)
+CONTRIBUTION_WORK = 5e9
 TOP_CONTRIBUTIONS = 3  # contributions listed per worst prediction
 
 
@@ -37,14 +44,49 @@ def contributions(
     return raw.reshape(len(frame), -1, len(columns) + 1)
 
 
+def tree_depth(left: list[int], right: list[int]) -> int:
+    """The depth of one tree from LightGBM's child arrays (a negative child is a leaf; a
+    child's index is always above its parent's)."""
+    depth, deepest = {0: 0}, 0
+    for node, children in enumerate(zip(left, right, strict=True)):
+        for child in children:
+            if child >= 0:
+                depth[child] = depth[node] + 1
+            else:
+                deepest = max(deepest, depth[node] + 1)
+    return deepest
+
+
+def contribution_work(booster: Any) -> float:
+    """TreeSHAP's work for one row: each tree's leaves times its depth squared, summed
+    (the O(T L D^2) of Lundberg et al.), read from the model text in well under a second."""
+    work, left = 0.0, None
+    for line in booster.model_to_string().splitlines():
+        if line.startswith("left_child="):
+            left = [int(v) for v in line.removeprefix("left_child=").split()]
+        elif line.startswith("right_child=") and left is not None:
+            right = [int(v) for v in line.removeprefix("right_child=").split()]
+            work += (len(left) + 1) * tree_depth(left, right) ** 2
+    return max(work, 1.0)
+
+
+def importance_rows(booster: Any, available: int) -> int:
+    """How many test rows the mean |contribution| is taken over: as many as
+    ``CONTRIBUTION_WORK`` allows, within ``IMPORTANCE_ROWS``, at most ``available``."""
+    fewest, most = IMPORTANCE_ROWS
+    affordable = int(CONTRIBUTION_WORK // contribution_work(booster))
+    return min(available, max(fewest, min(most, affordable)))
+
+
 def mean_abs_contribution(
     booster: Any, frame: pd.DataFrame, columns: list[str], threads: int, seed: int
 ) -> pd.Series:
-    """Mean |contribution| per feature over the test rows (a seeded sample of at most
-    ``IMPORTANCE_ROWS``), summed over the classes of a multiclass model."""
-    rows = np.arange(len(frame))
-    if len(rows) > IMPORTANCE_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, IMPORTANCE_ROWS, replace=False))
+    """Mean |contribution| per feature over a seeded sample of the test rows (``importance_rows``
+    of them), summed over the classes of a multiclass model."""
+    rows, count = np.arange(len(frame)), importance_rows(booster, len(frame))
+    if count < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, count, replace=False))
+    log.info("mean |contribution| over %d of %d test rows", len(rows), len(frame))
     sizes = np.abs(contributions(booster, frame.iloc[rows], columns, threads)[:, :, :-1])
     sizes = sizes.sum(axis=1)  # over the classes; exact sums below: the same on every CPU
     return pd.Series([math.fsum(sizes[:, j]) / len(rows) for j in range(len(columns))], columns)

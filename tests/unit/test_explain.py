@@ -8,8 +8,13 @@ import pytest
 
 from mlpipeline.model.boosting import model_params, refit
 from mlpipeline.model.explain import (
+    CONTRIBUTION_WORK,
+    IMPORTANCE_ROWS,
+    contribution_work,
     contributions,
+    importance_rows,
     mean_abs_contribution,
+    tree_depth,
     worst_predictions,
     worst_rows,
 )
@@ -82,3 +87,38 @@ def test_a_multiclass_explanation_has_a_margin_and_contributions_per_class():
         "raw_score.b", "contribution.b.f", "contribution.b.base",
     ]  # fmt: skip
     assert frame["contribution.b.f"].tolist() == [-0.5, 1.0]
+
+
+def test_tree_depth_reads_lightgbm_child_arrays():
+    # node 0 splits into node 1 and leaf 0; node 1 into node 2 and leaf 1; node 2 into leaves
+    assert tree_depth([1, 2, -3], [-1, -2, -4]) == 3
+    assert tree_depth([-1], [-2]) == 1
+
+
+def _dumped_work(booster) -> float:
+    def walk(node, depth=0):
+        if "leaf_index" in node:
+            return 1, depth
+        (a, da), (b, db) = walk(node["left_child"], depth + 1), walk(node["right_child"], depth + 1)
+        return a + b, max(da, db)
+
+    sizes = [walk(tree["tree_structure"]) for tree in booster.dump_model()["tree_info"]]
+    return float(sum(leaves * depth**2 for leaves, depth in sizes))
+
+
+def test_the_sample_shrinks_as_the_model_deepens(synthetic_regression):
+    frame, price = synthetic_regression
+    y = np.log1p(np.asarray(price, float))
+    _, small = _fitted(frame, y, "regression")
+    train = _with("regression", target_transform="none")
+    deep = refit(frame, y, COLUMNS, model_params(
+        {"learning_rate": 0.05, "num_leaves": 255, "min_child_samples": 2}, train, 1, 1), 400,
+    )  # fmt: skip
+    assert contribution_work(small) == _dumped_work(small)
+    assert contribution_work(deep) == _dumped_work(deep) > 20 * contribution_work(small)
+    fewest, most = IMPORTANCE_ROWS
+    assert importance_rows(small, 50) == 50  # every row, when few
+    assert fewest <= importance_rows(deep, 10**6) < importance_rows(small, 10**6) <= most
+    assert importance_rows(deep, 10**6) == max(
+        fewest, min(most, int(CONTRIBUTION_WORK // contribution_work(deep)))
+    )
