@@ -8,7 +8,7 @@ is touched. Each figure is the median of ``--repeat`` runs (no-op and start-up: 
 and each ratio is between figures of this run:
 
 1. end to end: ``dvc repro --force`` ÷ ``benchmarks.bare`` (read, featurize, the same LightGBM
-   fits as the pipeline's search, refit, write; one process) — target ≤ 1.15;
+   fits as the pipeline's search, refit, write; one process) — target ≤ 1.10 (issue 32);
 2. no-op: ``dvc repro`` with nothing changed ÷ the same on a trivial five-stage pipeline — ≤ 1.5;
 3. a one-line params change (``package.gate.margin``): the stages that ran, and the time;
 4. start-up: ``python -c "import stages.<stage>"`` against ``python -c "import pandas"``, and
@@ -61,7 +61,7 @@ NEEDS = {  # the heavy libraries each stage's work uses (MLflow: every stage's r
     "package": {"mlflow", "lightgbm", "sklearn", "scipy"},
 }
 TARGETS = {
-    "end_to_end": 1.15,
+    "end_to_end": 1.10,
     "noop": 1.5,
     "unused_imports": 1.0,
     "tracking": 1.05,
