@@ -59,27 +59,46 @@ class Trial:
 
 @dataclass
 class BestModels:
-    """The fold models of the best trial so far, as LightGBM model strings, kept as trials
-    finish so the out-of-fold scores need no second cross-validation of the best point.
+    """The fold models of the ``count`` best trials so far, as LightGBM model strings, kept as
+    trials finish so the out-of-fold scores need no second cross-validation of the winner:
+    the search's best, or one of the ``count`` finalists (``train.search.finalists``).
 
-    A trial's worker returns its models only when it beats ``score`` (few trials do); a best
-    trial replayed from a checkpoint or run on a cluster has none (``models`` is None)."""
+    A trial's worker returns its models only when it scores below ``score`` (few trials do);
+    a trial replayed from a checkpoint or run on a cluster has none (``models`` is None)."""
 
-    number: int = -1
-    score: float = float("inf")
-    models: list[str] | None = None
+    count: int = 1
+    held: dict[int, tuple[float, list[str] | None]] = field(default_factory=dict)
+
+    def _ranked(self) -> list[int]:
+        """The held trials' numbers, best first (ties: the earlier)."""
+        return sorted(self.held, key=lambda number: (self.held[number][0], number))
+
+    @property
+    def number(self) -> int:
+        """The best trial's number (-1: none yet)."""
+        ranked = self._ranked()
+        return ranked[0] if ranked else -1
+
+    @property
+    def score(self) -> float:
+        """What a new trial must score below for its models to be kept."""
+        if len(self.held) < self.count:
+            return float("inf")
+        return self.held[self._ranked()[-1]][0]
 
     def offer(self, trial: Trial, models: list[str] | None) -> None:
-        if (trial.score, trial.number) < (self.score, self.number):
-            self.number, self.score, self.models = trial.number, trial.score, models
+        self.held[trial.number] = (trial.score, models)
+        if len(self.held) > self.count:
+            del self.held[self._ranked()[-1]]
 
-    def boosters(self, best: Trial) -> list[Any] | None:
-        """The best trial's fold boosters, if they were kept."""
-        if self.models is None or self.number != best.number:
+    def boosters(self, trial: Trial) -> list[Any] | None:
+        """The trial's fold boosters, if they were kept."""
+        models = self.held.get(trial.number, (0.0, None))[1]
+        if models is None:
             return None
         import lightgbm as lgb
 
-        return [lgb.Booster(model_str=text) for text in self.models]
+        return [lgb.Booster(model_str=text) for text in models]
 
 
 # ---- configuration -> library objects ------------------------------------------------------

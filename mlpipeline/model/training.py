@@ -175,7 +175,7 @@ def fit(
     )
     x_trials, y_trials = (x_train, y_train) if rows is None else (x_train.iloc[rows], y_train[rows])
     runner = trial_runner(x_trials, y_trials, train, seed, jobs, per_job)
-    kept = BestModels()
+    kept = BestModels(1 if rows is None else train.search.finalists)  # the winner's fold models
     trials = run_search(runner, train.search, seed, checkpoint, on_trial, kept)
     cv = CrossValidator(x_trials, y_trials, train, seed, threads)
     best, booster, finalists = (

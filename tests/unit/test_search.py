@@ -17,6 +17,7 @@ from mlpipeline.model.boosting import (
 from mlpipeline.model.search import (
     BestModels,
     Checkpoint,
+    Trial,
     CoreShare,
     WarmStart,
     ask_batch,
@@ -240,6 +241,20 @@ def test_the_search_keeps_the_best_trials_fold_models(synthetic_regression, jobs
         cv.out_of_fold(best.point, kept.boosters(best), best.best_iteration),
         cv.out_of_fold(best.point, again, best.best_iteration),
     )
+
+
+def test_the_kept_models_are_the_best_few_and_the_bar_is_the_last_of_them():
+    def trial(number, score):
+        return Trial(number, {"n": number}, score, 0.0, 10, 0.0)
+
+    kept = BestModels(2)
+    assert kept.score == float("inf")  # fewer than two held: every trial's models are wanted
+    for number, score in [(0, 0.5), (1, 0.3), (2, 0.4), (3, 0.3), (4, 0.9)]:
+        models = None if number == 4 else [f"model {number}"]
+        kept.offer(trial(number, score), models)
+    assert sorted(kept.held) == [1, 3] and kept.number == 1  # ties: the earlier trial first
+    assert kept.score == 0.3  # a new trial must beat the second best for its models
+    assert kept.boosters(trial(2, 0.4)) is None  # dropped when two better ones came
 
 
 def test_a_best_trial_replayed_from_a_checkpoint_has_no_kept_models(tmp_path, synthetic_regression):
