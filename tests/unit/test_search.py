@@ -17,8 +17,8 @@ from mlpipeline.model.boosting import (
 from mlpipeline.model.search import (
     BestModels,
     Checkpoint,
-    Trial,
     CoreShare,
+    Trial,
     WarmStart,
     ask_batch,
     best_trial,
