@@ -227,6 +227,10 @@ class SearchParams(_Section):
     max_trial_rows: Annotated[int, Field(ge=100)] | None = 50_000  # the trials cross-validate
     # on a seeded sample of at most this many training rows (null: all); the winner is refit
     # on all of them, its rounds found by early stopping on a seeded tenth
+    max_trial_rounds: Annotated[int, Field(ge=1)] | None = None  # trials on a sample stop at
+    # this many boosting rounds (null: max_rounds), a first rung cheaper in rounds as well as
+    # rows; the finalists on all rows still run to max_rounds. A way to search cheaper, off by
+    # default: it ranks configurations by an early score (benchmarks/results_scale.md)
     finalists: Annotated[int, Field(ge=1)] = 3  # trials on a sample: this many of the best
     # are trained again on all training rows but that tenth; the best on it wins
     time_budget_s: Annotated[float, Field(gt=0)] | None = None  # no new trials after this many

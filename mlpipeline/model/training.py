@@ -168,16 +168,13 @@ def fit(
     threads = thread_count(runtime.num_threads)
     jobs, per_job = worker_plan(train.search.batch_size, runtime.search_jobs, threads)
     rows = trial_rows(y_train, train, seed)
-    log.info(
-        "search on %s of %d training rows",
-        "all" if rows is None else len(rows),
-        len(y_train),
-    )
+    trial_train = first_rung(train, sampled=rows is not None)
+    log_trial_shape(rows, len(y_train), trial_train.search.max_rounds)
     x_trials, y_trials = (x_train, y_train) if rows is None else (x_train.iloc[rows], y_train[rows])
-    runner = trial_runner(x_trials, y_trials, train, seed, jobs, per_job)
+    runner = trial_runner(x_trials, y_trials, trial_train, seed, jobs, per_job)
     kept = BestModels(1 if rows is None else train.search.finalists)  # the winner's fold models
     trials = run_search(runner, train.search, seed, checkpoint, on_trial, kept)
-    cv = CrossValidator(x_trials, y_trials, train, seed, threads)
+    cv = CrossValidator(x_trials, y_trials, trial_train, seed, threads)
     best, booster, finalists = (
         (best_trial(trials), None, [])
         if rows is None  # the trials saw a sample: the best few are judged again on all rows
@@ -195,6 +192,26 @@ def fit(
     oof = cv.out_of_fold(best.point, boosters, best.best_iteration)
     test_scores = booster.predict(model_frame(x_test, columns), num_threads=threads)
     return Fitted(trials, best, oof, booster, columns, final, test_scores, rows, finalists)
+
+
+def log_trial_shape(rows: np.ndarray | None, training_rows: int, rounds: int) -> None:
+    log.info(
+        "search on %s of %d training rows, up to %d rounds a trial",
+        "all" if rows is None else len(rows),
+        training_rows,
+        rounds,
+    )
+
+
+def first_rung(train: TrainParams, *, sampled: bool) -> TrainParams:
+    """The settings the search's trials run with: on a sample of the rows, their boosting
+    rounds capped at ``train.search.max_trial_rounds`` (the finalists, on all rows, run to
+    ``max_rounds``); on all rows the trials are the last rung, and run to ``max_rounds``."""
+    search = train.search
+    cap = search.max_trial_rounds
+    if not sampled or cap is None or cap >= search.max_rounds:
+        return train
+    return train.model_copy(update={"search": search.model_copy(update={"max_rounds": cap})})
 
 
 def refit_finalists(

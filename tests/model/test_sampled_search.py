@@ -17,7 +17,9 @@ from tests.model.test_behaviour import table
 def _fitted(limit: int | None):
     raw = table(6000, "regression", seed=4)
     built = make_params("table.csv", "y", ["size", "grade", "noise"], ["grade"], "regression")
-    built["train"]["search"].update(n_calls=4, max_rounds=300, max_trial_rows=limit)
+    built["train"]["search"].update(
+        n_calls=4, max_rounds=300, max_trial_rows=limit, max_trial_rounds=40
+    )
     params = Params.model_validate(built)
     prepared = featurize_table(raw, params.featurize, params.seed)
     train, test = prepared.train, prepared.test
@@ -55,12 +57,15 @@ def test_a_sampled_search_refit_on_every_row_is_about_as_good_as_a_full_search(
 def test_the_best_few_trials_are_judged_again_on_all_rows_and_the_best_there_wins(
     sampled_and_full,
 ):
-    (fitted, written, _), (_, full_written, _) = sampled_and_full
+    (fitted, written, _), (full, full_written, _) = sampled_and_full
     judged = written.summary["finalists"]
     assert len(judged) == 3 and "finalists" not in full_written.summary
     assert fitted.best.number == min(judged, key=lambda j: j["held_out_score"])["number"]
     by_sample = sorted(fitted.trials, key=lambda t: (t.score, t.number))
     assert {j["number"] for j in judged} <= {t.number for t in by_sample[:4]}
+    assert max(t.best_iteration for t in fitted.trials) == 40  # the first rung's rounds
+    assert max(t.best_iteration for t in full.trials) > 40  # all rows: the last rung, to 300
+    assert max(j["rounds"] for j in judged) > 40  # the finalists, too
     assert fitted.booster.num_trees() == next(
         j["rounds"] for j in judged if j["number"] == fitted.best.number
     )

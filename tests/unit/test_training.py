@@ -13,6 +13,7 @@ from mlpipeline.model.training import (
     Target,
     encode_labels,
     finalist_trials,
+    first_rung,
     refit_finalists,
     target_classes,
     trial_rows,
@@ -104,6 +105,16 @@ def test_a_sample_keeps_each_class_share_and_every_rare_class():
     rows = trial_rows(y, _sampled("multiclass", 500), seed=3)
     counts = np.bincount(y[rows])
     assert counts.tolist() == [300, 200, 2]  # a class of 2 rows keeps both (fewer than 3 folds)
+
+
+def test_trials_on_a_sample_stop_at_the_first_rungs_rounds_and_trials_on_all_rows_do_not():
+    train = train_params(max_rounds=1000, max_trial_rounds=300)
+    assert first_rung(train, sampled=True).search.max_rounds == 300
+    assert first_rung(train, sampled=False) is train
+    assert train.search.max_rounds == 1000  # the finalists' rounds are left as they are
+    uncapped = train_params(max_rounds=200, max_trial_rounds=300)
+    assert first_rung(uncapped, sampled=True).search.max_rounds == 200
+    assert first_rung(train_params(max_trial_rounds=None), sampled=True).search.max_rounds == 60
 
 
 def test_the_rounds_on_all_rows_stop_early_on_a_held_out_tenth(synthetic_regression):
